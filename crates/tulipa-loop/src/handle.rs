@@ -1,0 +1,284 @@
+//! Callback handles: what `call_soon`, `call_later` and friends return (PEP 3156 "The Handle Class").
+//!
+//! A scheduled callback lives in one reference-counted cell shared by the loop's queue and the
+//! [`Handle`] given to the caller: one allocation per callback. Cancelling sets a flag and drops the
+//! closure at once, so whatever it captured is freed even while the cell still sits in a queue.
+//! The loop skips cancelled cells when it meets them.
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::panic::Location;
+use std::rc::Rc;
+use std::time::Instant;
+
+/// Shared counter of cancelled timers still sitting in a timer heap (see `timers.rs`).
+pub(crate) type CancelCounter = Rc<Cell<usize>>;
+
+/// What every scheduled cell carries besides its closure.
+pub(crate) struct Header {
+    cancelled: Cell<bool>,
+    /// Set while the cell sits in the timer heap; cancelling it then bumps `counter`.
+    in_heap: Cell<bool>,
+    counter: Option<CancelCounter>,
+    location: &'static Location<'static>,
+    pub(crate) kind: Kind,
+}
+
+/// What a cell is, for logs and exception contexts.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Kind {
+    Callback,
+    Timer,
+    Repeating,
+    Reader(i32),
+    Writer(i32),
+    Signal(i32),
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Kind::Callback => f.write_str("callback"),
+            Kind::Timer => f.write_str("timer"),
+            Kind::Repeating => f.write_str("repeating timer"),
+            Kind::Reader(fd) => write!(f, "reader on fd {fd}"),
+            Kind::Writer(fd) => write!(f, "writer on fd {fd}"),
+            Kind::Signal(sig) => write!(f, "handler of signal {sig}"),
+        }
+    }
+}
+
+impl Header {
+    pub(crate) fn new(
+        location: &'static Location<'static>,
+        counter: Option<CancelCounter>,
+        kind: Kind,
+    ) -> Self {
+        Header {
+            cancelled: Cell::new(false),
+            in_heap: Cell::new(false),
+            counter,
+            location,
+            kind,
+        }
+    }
+
+    /// Marks the cell cancelled; true the first time.
+    fn mark_cancelled(&self) -> bool {
+        if self.cancelled.replace(true) {
+            return false;
+        }
+        if self.in_heap.get() {
+            if let Some(c) = &self.counter {
+                c.set(c.get() + 1);
+            }
+        }
+        true
+    }
+}
+
+/// A unit of work the loop can run: one-shot, repeating or fd callbacks.
+pub(crate) trait Callback {
+    fn header(&self) -> &Header;
+    /// Runs the callback. Takes the `Rc` so repeating callbacks can reschedule themselves.
+    fn run(self: Rc<Self>, core: &Rc<crate::event_loop::Core>);
+    /// Drops the closure. Called after the header was marked cancelled.
+    fn drop_closure(&self);
+}
+
+pub(crate) fn cancel(cb: &dyn Callback) {
+    if cb.header().mark_cancelled() {
+        cb.drop_closure();
+    }
+}
+
+pub(crate) fn is_cancelled(cb: &dyn Callback) -> bool {
+    cb.header().cancelled.get()
+}
+
+pub(crate) fn set_in_heap(cb: &dyn Callback, in_heap: bool) {
+    cb.header().in_heap.set(in_heap);
+}
+
+/// A callback that runs once (`call_soon`, `call_later`, `call_at`).
+pub(crate) struct Once<F> {
+    header: Header,
+    f: Cell<Option<F>>,
+}
+
+impl<F: FnOnce() + 'static> Once<F> {
+    pub(crate) fn new(
+        f: F,
+        location: &'static Location<'static>,
+        counter: Option<CancelCounter>,
+        kind: Kind,
+    ) -> Rc<Self> {
+        Rc::new(Once {
+            header: Header::new(location, counter, kind),
+            f: Cell::new(Some(f)),
+        })
+    }
+}
+
+impl<F: FnOnce() + 'static> Callback for Once<F> {
+    fn header(&self) -> &Header {
+        &self.header
+    }
+    fn run(self: Rc<Self>, _core: &Rc<crate::event_loop::Core>) {
+        if let Some(f) = self.f.take() {
+            f();
+        }
+    }
+    fn drop_closure(&self) {
+        drop(self.f.take());
+    }
+}
+
+/// A callback that runs many times: fd readers/writers, signal handlers and `call_repeatedly`.
+pub(crate) struct Repeating<F> {
+    header: Header,
+    f: RefCell<Option<F>>,
+    /// `Some(interval)` for `call_repeatedly`: after each run the cell goes back into the heap.
+    interval: Option<std::time::Duration>,
+}
+
+impl<F: FnMut() + 'static> Repeating<F> {
+    pub(crate) fn new(
+        f: F,
+        location: &'static Location<'static>,
+        counter: Option<CancelCounter>,
+        interval: Option<std::time::Duration>,
+        kind: Kind,
+    ) -> Rc<Self> {
+        Rc::new(Repeating {
+            header: Header::new(location, counter, kind),
+            f: RefCell::new(Some(f)),
+            interval,
+        })
+    }
+}
+
+impl<F: FnMut() + 'static> Callback for Repeating<F> {
+    fn header(&self) -> &Header {
+        &self.header
+    }
+    fn run(self: Rc<Self>, core: &Rc<crate::event_loop::Core>) {
+        // Take the closure out for the call so that the callback may cancel its own handle (or
+        // re-enter the loop) without a RefCell borrow being held across user code.
+        let Some(mut f) = self.f.borrow_mut().take() else {
+            return;
+        };
+        f();
+        // Reached only when `f` returned normally: a panic ends a repeating call (PEP 3156).
+        if self.header.cancelled.get() {
+            return; // cancelled during the call: `f` is dropped here
+        }
+        *self.f.borrow_mut() = Some(f);
+        if let Some(interval) = self.interval {
+            // Late runs delay the following ones: the next deadline counts from now.
+            let when = core.clock.now_ns().saturating_add(crate::clock::nanos(interval));
+            core.push_timer(when, self);
+        }
+    }
+    fn drop_closure(&self) {
+        // If the closure is running it was taken out; `run` drops it when it returns.
+        if let Ok(mut slot) = self.f.try_borrow_mut() {
+            let f = slot.take();
+            drop(slot);
+            drop(f);
+        }
+    }
+}
+
+/// A handle to a scheduled callback, returned by [`EventLoop::call_soon`](crate::EventLoop::call_soon)
+/// and friends (asyncio's `Handle`).
+///
+/// Dropping a `Handle` does **not** cancel the callback; call [`cancel`](Handle::cancel).
+/// `Handle` is `!Send`: it lives on the loop's thread. Use a
+/// [`ThreadsafeHandle`](crate::ThreadsafeHandle) from other threads.
+#[derive(Clone)]
+pub struct Handle {
+    pub(crate) cb: Rc<dyn Callback>,
+}
+
+impl Handle {
+    pub(crate) fn new(cb: Rc<dyn Callback>) -> Self {
+        Handle { cb }
+    }
+
+    /// Cancels the callback: it will not run (again). Idempotent; cancelling a callback that has
+    /// already run does nothing. The closure is dropped at once.
+    pub fn cancel(&self) {
+        cancel(&*self.cb);
+    }
+
+    /// True once [`cancel`](Handle::cancel) was called (or a repeating callback stopped by a panic
+    /// is not reported as cancelled: only an explicit cancel is).
+    pub fn cancelled(&self) -> bool {
+        is_cancelled(&*self.cb)
+    }
+
+    /// Where the callback was scheduled (the caller of `call_soon`, `call_later`, …).
+    pub fn scheduled_at(&self) -> &'static Location<'static> {
+        self.cb.header().location
+    }
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle")
+            .field("kind", &format_args!("{}", self.cb.header().kind))
+            .field("cancelled", &self.cancelled())
+            .field("scheduled_at", &format_args!("{}", self.scheduled_at()))
+            .finish()
+    }
+}
+
+/// A handle to a timer (asyncio's `TimerHandle`): a [`Handle`] plus the deadline.
+#[derive(Clone)]
+pub struct TimerHandle {
+    handle: Handle,
+    when: Instant,
+}
+
+impl TimerHandle {
+    pub(crate) fn new(handle: Handle, when: Instant) -> Self {
+        TimerHandle { handle, when }
+    }
+
+    /// The deadline on the loop's clock ([`EventLoop::time`](crate::EventLoop::time)).
+    pub fn when(&self) -> Instant {
+        self.when
+    }
+
+    /// Cancels the timer; see [`Handle::cancel`]. A cancelled timer leaves the loop's heap lazily,
+    /// and the heap is compacted once more than half of it is cancelled, so cancelled timers never
+    /// pile up.
+    pub fn cancel(&self) {
+        self.handle.cancel();
+    }
+
+    /// True once cancelled.
+    pub fn cancelled(&self) -> bool {
+        self.handle.cancelled()
+    }
+
+    /// The plain handle.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+}
+
+impl fmt::Debug for TimerHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TimerHandle")
+            .field("when", &self.when)
+            .field("handle", &self.handle)
+            .finish()
+    }
+}
+
+pub(crate) fn describe(cb: &dyn Callback) -> (Kind, &'static Location<'static>) {
+    let h = cb.header();
+    (h.kind, h.location)
+}

@@ -1,0 +1,124 @@
+//! The timer heap (asyncio's `_scheduled`).
+//!
+//! A binary min-heap keyed by (deadline, sequence number): equal deadlines pop in scheduling
+//! order. Insert and pop are O(log n); cancel is O(1) (a flag on the callback cell, see
+//! `handle.rs`). Cancelled entries are dropped lazily when they reach the top, and the whole heap
+//! is rebuilt in O(n) once more than half of it is cancelled: that bounds the heap to twice the
+//! number of live timers, so scheduling and cancelling millions of timers leaves nothing behind.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::rc::Rc;
+
+use crate::handle::{is_cancelled, set_in_heap, Callback, CancelCounter};
+
+/// Below this many cancelled entries compaction is not worth a pass.
+const MIN_COMPACT: usize = 64;
+
+pub(crate) struct Entry {
+    when: u64,
+    seq: u64,
+    pub(crate) cb: Rc<dyn Callback>,
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        (self.when, self.seq) == (other.when, other.seq)
+    }
+}
+impl Eq for Entry {}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Entry {
+    // Reversed: `BinaryHeap` is a max-heap and we want the earliest deadline on top.
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.when, other.seq).cmp(&(self.when, self.seq))
+    }
+}
+
+pub(crate) struct Timers {
+    heap: BinaryHeap<Entry>,
+    seq: u64,
+    /// Cancelled entries still in `heap`; bumped by `Handle::cancel` through the shared cell.
+    pub(crate) cancelled: CancelCounter,
+}
+
+impl Timers {
+    pub(crate) fn new() -> Self {
+        Timers {
+            heap: BinaryHeap::new(),
+            seq: 0,
+            cancelled: CancelCounter::default(),
+        }
+    }
+
+    /// Inserts a timer. O(log n), amortised O(1) extra for compaction.
+    pub(crate) fn push(&mut self, when: u64, cb: Rc<dyn Callback>) {
+        if self.cancelled.get() > MIN_COMPACT && self.cancelled.get() * 2 > self.heap.len() {
+            self.compact();
+        }
+        set_in_heap(&*cb, true);
+        self.seq += 1;
+        self.heap.push(Entry {
+            when,
+            seq: self.seq,
+            cb,
+        });
+    }
+
+    /// Live (not cancelled) timers.
+    pub(crate) fn live(&self) -> usize {
+        self.heap.len() - self.cancelled.get()
+    }
+
+    /// The earliest live deadline, dropping cancelled entries from the top.
+    pub(crate) fn next_deadline(&mut self) -> Option<u64> {
+        while let Some(top) = self.heap.peek() {
+            if is_cancelled(&*top.cb) {
+                // A cancelled cell holds no closure any more: dropping it runs no user code.
+                self.heap.pop();
+                self.cancelled.set(self.cancelled.get() - 1);
+            } else {
+                return Some(top.when);
+            }
+        }
+        None
+    }
+
+    /// Pops the earliest timer due at or before `now`, skipping cancelled ones.
+    pub(crate) fn pop_due(&mut self, now: u64) -> Option<Rc<dyn Callback>> {
+        let when = self.next_deadline()?;
+        if when > now {
+            return None;
+        }
+        let e = self.heap.pop().expect("peeked entry");
+        set_in_heap(&*e.cb, false);
+        Some(e.cb)
+    }
+
+    /// Rebuilds the heap without its cancelled entries and gives memory back. O(n).
+    pub(crate) fn compact(&mut self) {
+        let mut v = std::mem::take(&mut self.heap).into_vec();
+        let mut keep = Vec::with_capacity((v.len() - self.cancelled.get()).max(16) * 2);
+        keep.extend(v.drain(..).filter(|e| !is_cancelled(&*e.cb)));
+        self.cancelled.set(0);
+        self.heap = BinaryHeap::from(keep);
+    }
+
+    /// Removes everything (loop close).
+    pub(crate) fn clear(&mut self) -> Vec<Entry> {
+        self.cancelled.set(0);
+        let v = std::mem::take(&mut self.heap).into_vec();
+        for e in &v {
+            set_in_heap(&*e.cb, false);
+        }
+        v
+    }
+
+    pub(crate) fn heap_len(&self) -> usize {
+        self.heap.len()
+    }
+}
