@@ -342,13 +342,7 @@ impl EventLoop {
     /// [`Error::Closed`] on a closed loop, [`Error::AlreadyRunning`] when this loop is running,
     /// [`Error::NestedRun`] when another loop runs on this thread.
     pub fn run_forever(&self) -> Result<()> {
-        self.check_open()?;
-        if self.core.state.get() == State::Running {
-            return Err(Error::AlreadyRunning);
-        }
-        if RUNNING_ID.with(Cell::get) != 0 {
-            return Err(Error::NestedRun);
-        }
+        self.check_can_run()?;
         let _running = RunningGuard::enter(self);
         loop {
             self.core.run_once();
@@ -368,18 +362,32 @@ impl EventLoop {
     /// As [`run_forever`](EventLoop::run_forever), and [`Error::StoppedBeforeComplete`] when the
     /// loop was stopped before `completion` finished.
     pub fn run_until_complete<C: Completion>(&self, mut completion: C) -> Result<C::Output> {
-        self.check_open()?;
-        if self.core.state.get() == State::Running {
-            return Err(Error::AlreadyRunning);
-        }
+        // Refuse before arming the notifier: an already-complete completion stops the loop at
+        // once, and a refused run must not leave that stop pending for the next run.
+        self.check_can_run()?;
         let generation = self.core.run_generation.get() + 1;
         self.core.run_generation.set(generation);
         completion.notify_when_done(DoneNotifier {
             core: Rc::downgrade(&self.core),
             generation,
         });
-        self.run_forever()?;
+        let ran = self.run_forever();
+        // Retire this call's notifier: a completion finishing after we returned (stopped early)
+        // must not stop a later run, as asyncio removes its done-callback here.
+        self.core.run_generation.set(generation + 1);
+        ran?;
         completion.take_output().ok_or(Error::StoppedBeforeComplete)
+    }
+
+    fn check_can_run(&self) -> Result<()> {
+        self.check_open()?;
+        if self.core.state.get() == State::Running {
+            return Err(Error::AlreadyRunning);
+        }
+        if RUNNING_ID.with(Cell::get) != 0 {
+            return Err(Error::NestedRun);
+        }
+        Ok(())
     }
 
     /// Stops the loop: the current batch of ready callbacks finishes, then `run_forever` returns

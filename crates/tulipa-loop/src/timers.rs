@@ -57,9 +57,7 @@ impl Timers {
 
     /// Inserts a timer. O(log n), amortised O(1) extra for compaction.
     pub(crate) fn push(&mut self, when: u64, cb: Rc<dyn Callback>) {
-        if self.cancelled.get() > MIN_COMPACT && self.cancelled.get() * 2 > self.heap.len() {
-            self.compact();
-        }
+        self.maybe_compact();
         set_in_heap(&*cb, true);
         self.seq += 1;
         self.heap.push(Entry {
@@ -74,8 +72,20 @@ impl Timers {
         self.heap.len() - self.cancelled.get()
     }
 
+    /// Compacts once more than half of the heap is cancelled. O(1) when there is nothing to do.
+    ///
+    /// Checked on every insert and, through `next_deadline`, on every loop iteration (as asyncio's
+    /// `_run_once` does): checking on insert alone would leave a heap of cancelled entries in
+    /// place for as long as nothing new is scheduled.
+    fn maybe_compact(&mut self) {
+        if self.cancelled.get() > MIN_COMPACT && self.cancelled.get() * 2 > self.heap.len() {
+            self.compact();
+        }
+    }
+
     /// The earliest live deadline, dropping cancelled entries from the top.
     pub(crate) fn next_deadline(&mut self) -> Option<u64> {
+        self.maybe_compact();
         while let Some(top) = self.heap.peek() {
             if is_cancelled(&*top.cb) {
                 // A cancelled cell holds no closure any more: dropping it runs no user code.
