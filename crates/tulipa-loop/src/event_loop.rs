@@ -18,7 +18,7 @@ use std::num::NonZeroUsize;
 use std::os::fd::RawFd;
 use std::panic::{self, AssertUnwindSafe, Location};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,7 +42,8 @@ const SLOW_CALLBACK: Duration = Duration::from_millis(100);
 pub(crate) enum Job {
     Cb(Rc<dyn Callback>),
     Task(Runnable),
-    Remote(Box<dyn FnOnce() + Send>, &'static Location<'static>),
+    /// A `call_soon_threadsafe` job and its cancel flag, checked again right before it runs.
+    Remote(Box<dyn FnOnce() + Send>, Arc<AtomicBool>, &'static Location<'static>),
 }
 
 #[derive(Default)]
@@ -706,7 +707,7 @@ impl Core {
                     if cancelled.load(Ordering::Acquire) {
                         return;
                     }
-                    Job::Remote(f, loc)
+                    Job::Remote(f, cancelled, loc)
                 }
                 RemoteJob::Task(r) => Job::Task(r),
                 RemoteJob::Stop => {
@@ -863,7 +864,11 @@ impl Core {
                 }
                 (None, None)
             }
-            Job::Remote(f, location) => {
+            Job::Remote(f, cancelled, location) => {
+                // Cancelled after the drain moved it to the ready queue, before it started.
+                if cancelled.load(Ordering::Acquire) {
+                    return;
+                }
                 if let Err(p) = panic::catch_unwind(AssertUnwindSafe(f)) {
                     self.report_panic("threadsafe callback", Some(location), &*p);
                 }

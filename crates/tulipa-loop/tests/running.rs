@@ -83,7 +83,11 @@ fn stop_finishes_the_current_batch_and_loses_nothing() {
     lp.call_soon(move || o.borrow_mut().push(2)).unwrap();
 
     lp.run_forever().unwrap();
-    assert_eq!(*order.borrow(), [1, 2], "the batch that was ready when stop was called finishes");
+    assert_eq!(
+        *order.borrow(),
+        [1, 2],
+        "the batch that was ready when stop was called finishes"
+    );
     assert!(!lp.is_running());
 
     // Running again continues where it stopped.
@@ -104,14 +108,17 @@ fn stop_keeps_pending_timers_for_the_next_run() {
     let lp = EventLoop::new_virtual().unwrap();
     let fired = Rc::new(Cell::new(false));
     let f = fired.clone();
-    lp.call_later(Duration::from_secs(10), move || f.set(true)).unwrap();
+    lp.call_later(Duration::from_secs(10), move || f.set(true))
+        .unwrap();
     let lp2 = lp.clone();
-    lp.call_later(Duration::from_secs(1), move || lp2.stop()).unwrap();
+    lp.call_later(Duration::from_secs(1), move || lp2.stop())
+        .unwrap();
     lp.run_forever().unwrap();
     assert!(!fired.get());
     assert_eq!(lp.stats().timers, 1);
     let lp2 = lp.clone();
-    lp.call_later(Duration::from_secs(20), move || lp2.stop()).unwrap();
+    lp.call_later(Duration::from_secs(20), move || lp2.stop())
+        .unwrap();
     lp.run_forever().unwrap();
     assert!(fired.get());
     lp.close().unwrap();
@@ -125,7 +132,8 @@ fn stop_before_run_forever_runs_one_iteration() {
     lp.call_soon(move || {
         o.borrow_mut().push("ready");
         let o2 = o.clone();
-        lp2.call_soon(move || o2.borrow_mut().push("next iteration")).unwrap();
+        lp2.call_soon(move || o2.borrow_mut().push("next iteration"))
+            .unwrap();
     })
     .unwrap();
     lp.stop();
@@ -175,7 +183,10 @@ fn run_forever_inside_a_callback_of_the_running_loop_is_already_running() {
     })
     .unwrap();
     lp.run_forever().unwrap();
-    assert!(matches!(seen.borrow_mut().take(), Some(Err(Error::AlreadyRunning))));
+    assert!(matches!(
+        seen.borrow_mut().take(),
+        Some(Err(Error::AlreadyRunning))
+    ));
     lp.close().unwrap();
 }
 
@@ -190,7 +201,10 @@ fn run_until_complete_inside_a_callback_of_the_running_loop_is_already_running()
     })
     .unwrap();
     lp.run_forever().unwrap();
-    assert!(matches!(seen.borrow_mut().take(), Some(Err(Error::AlreadyRunning))));
+    assert!(matches!(
+        seen.borrow_mut().take(),
+        Some(Err(Error::AlreadyRunning))
+    ));
     lp.close().unwrap();
 }
 
@@ -205,7 +219,8 @@ fn running_a_second_loop_inside_a_callback_is_a_nested_run() {
             s.borrow_mut().push(inner2.run_forever());
             let done = Slot::default();
             done.set(1u8);
-            s.borrow_mut().push(inner2.run_until_complete(done).map(drop));
+            s.borrow_mut()
+                .push(inner2.run_until_complete(done).map(drop));
             outer2.stop();
         })
         .unwrap();
@@ -271,7 +286,10 @@ fn close_while_running_is_refused() {
     })
     .unwrap();
     lp.run_forever().unwrap();
-    assert!(matches!(seen.borrow_mut().take(), Some(Err(Error::AlreadyRunning))));
+    assert!(matches!(
+        seen.borrow_mut().take(),
+        Some(Err(Error::AlreadyRunning))
+    ));
     assert!(!lp.is_closed());
     lp.close().unwrap();
 }
@@ -281,7 +299,10 @@ fn run_on_a_closed_loop_is_closed() {
     let lp = EventLoop::new().unwrap();
     lp.close().unwrap();
     assert!(matches!(lp.run_forever(), Err(Error::Closed)));
-    assert!(matches!(lp.run_until_complete(Slot::<()>::default()), Err(Error::Closed)));
+    assert!(matches!(
+        lp.run_until_complete(Slot::<()>::default()),
+        Err(Error::Closed)
+    ));
 }
 
 #[test]
@@ -327,7 +348,10 @@ fn get_running_loop_outside_a_run_is_no_running_loop() {
     assert!(matches!(EventLoop::running(), Err(Error::NoRunningLoop)));
     lp.stop();
     lp.run_forever().unwrap();
-    assert!(matches!(get_running_loop(), Err(Error::NoRunningLoop)), "cleared after the run");
+    assert!(
+        matches!(get_running_loop(), Err(Error::NoRunningLoop)),
+        "cleared after the run"
+    );
     lp.close().unwrap();
 }
 
@@ -337,7 +361,10 @@ fn get_running_loop_is_cleared_after_a_run_that_ended_in_error() {
     lp.call_soon(|| {}).unwrap();
     let lp2 = lp.clone();
     lp.call_soon(move || lp2.stop()).unwrap();
-    assert!(matches!(lp.run_until_complete(Slot::<()>::default()), Err(Error::StoppedBeforeComplete)));
+    assert!(matches!(
+        lp.run_until_complete(Slot::<()>::default()),
+        Err(Error::StoppedBeforeComplete)
+    ));
     assert!(matches!(get_running_loop(), Err(Error::NoRunningLoop)));
     lp.close().unwrap();
 }
@@ -361,7 +388,8 @@ fn run_until_complete_waits_for_a_timer() {
     let start = lp.time();
     let slot = Slot::default();
     let s = slot.clone();
-    lp.call_later(Duration::from_secs(30), move || s.set(30)).unwrap();
+    lp.call_later(Duration::from_secs(30), move || s.set(30))
+        .unwrap();
     assert_eq!(lp.run_until_complete(slot).unwrap(), 30);
     assert_eq!(lp.time() - start, Duration::from_secs(30));
     lp.close().unwrap();
@@ -381,10 +409,15 @@ fn run_until_complete_stopped_by_someone_else_is_stopped_before_complete() {
     let lp = EventLoop::new_virtual().unwrap();
     let slot = Slot::<u32>::default();
     let s = slot.clone();
-    lp.call_later(Duration::from_secs(10), move || s.set(1)).unwrap();
+    lp.call_later(Duration::from_secs(10), move || s.set(1))
+        .unwrap();
     let lp2 = lp.clone();
-    lp.call_later(Duration::from_secs(1), move || lp2.stop()).unwrap();
-    assert!(matches!(lp.run_until_complete(slot.clone()), Err(Error::StoppedBeforeComplete)));
+    lp.call_later(Duration::from_secs(1), move || lp2.stop())
+        .unwrap();
+    assert!(matches!(
+        lp.run_until_complete(slot.clone()),
+        Err(Error::StoppedBeforeComplete)
+    ));
 
     // The completion can still be awaited by a later run.
     assert_eq!(lp.run_until_complete(slot).unwrap(), 1);
@@ -398,7 +431,10 @@ fn notifier_of_an_earlier_run_until_complete_does_not_stop_a_later_run() {
     let first = Slot::<u32>::default();
     let lp2 = lp.clone();
     lp.call_soon(move || lp2.stop()).unwrap();
-    assert!(matches!(lp.run_until_complete(first.clone()), Err(Error::StoppedBeforeComplete)));
+    assert!(matches!(
+        lp.run_until_complete(first.clone()),
+        Err(Error::StoppedBeforeComplete)
+    ));
 
     // During a plain run_forever the first completion finishes: that must not stop this run.
     let order = log();

@@ -99,7 +99,11 @@ fn callback_scheduled_by_a_callback_runs_in_the_next_iteration() {
 
     lp.run_forever().unwrap();
     assert_eq!(*order.borrow(), ["first", "second"]);
-    assert_eq!(lp.stats().ready, 1, "the new callback waits for the next iteration");
+    assert_eq!(
+        lp.stats().ready,
+        1,
+        "the new callback waits for the next iteration"
+    );
 
     lp.stop();
     lp.run_forever().unwrap();
@@ -137,7 +141,11 @@ fn call_later_never_fires_early_on_the_real_clock() {
         .unwrap();
     lp.run_forever().unwrap();
     let at = fired.get().expect("the timer fired");
-    assert!(at >= h.when(), "fired at {at:?}, before its deadline {:?}", h.when());
+    assert!(
+        at >= h.when(),
+        "fired at {at:?}, before its deadline {:?}",
+        h.when()
+    );
     lp.close().unwrap();
 }
 
@@ -249,7 +257,9 @@ fn cancelled_timer_does_not_run() {
     let lp = EventLoop::new_virtual().unwrap();
     let ran = Rc::new(Cell::new(false));
     let r = ran.clone();
-    let h = lp.call_later(Duration::from_secs(1), move || r.set(true)).unwrap();
+    let h = lp
+        .call_later(Duration::from_secs(1), move || r.set(true))
+        .unwrap();
     h.cancel();
     assert_eq!(lp.stats().timers, 0);
     stop_later(&lp, Duration::from_secs(2));
@@ -287,7 +297,10 @@ fn cancel_drops_the_closure_at_once() {
         .unwrap();
     assert!(!dropped.get());
     h.cancel();
-    assert!(dropped.get(), "what the callback captured is freed by cancel, not by the timer's deadline");
+    assert!(
+        dropped.get(),
+        "what the callback captured is freed by cancel, not by the timer's deadline"
+    );
     lp.close().unwrap();
 }
 
@@ -380,11 +393,17 @@ fn a_million_cancelled_timers_leave_the_heap_small() {
 
     // Pattern 1: schedule and cancel at once.
     for i in 0..500_000u64 {
-        lp.call_later(Duration::from_secs(10 + i), || {}).unwrap().cancel();
+        lp.call_later(Duration::from_secs(10 + i), || {})
+            .unwrap()
+            .cancel();
     }
     let stats = lp.stats();
     assert_eq!(stats.timers, 1);
-    assert!(stats.timer_heap < 1_000, "heap holds {} entries", stats.timer_heap);
+    assert!(
+        stats.timer_heap < 1_000,
+        "heap holds {} entries",
+        stats.timer_heap
+    );
 
     // Pattern 2: schedule them all, then cancel them all, then one iteration.
     let handles: Vec<_> = (0..500_000u64)
@@ -400,7 +419,11 @@ fn a_million_cancelled_timers_leave_the_heap_small() {
     lp.run_forever().unwrap();
     let stats = lp.stats();
     assert_eq!(stats.timers, 1);
-    assert!(stats.timer_heap < 1_000, "heap holds {} entries", stats.timer_heap);
+    assert!(
+        stats.timer_heap < 1_000,
+        "heap holds {} entries",
+        stats.timer_heap
+    );
     lp.close().unwrap();
 }
 
@@ -458,7 +481,8 @@ fn call_repeatedly_stops_when_cancelled_from_another_callback() {
         .call_repeatedly(Duration::from_millis(10), move || r.set(r.get() + 1))
         .unwrap();
     let h2 = h.clone();
-    lp.call_later(Duration::from_millis(25), move || h2.cancel()).unwrap();
+    lp.call_later(Duration::from_millis(25), move || h2.cancel())
+        .unwrap();
     stop_later(&lp, Duration::from_millis(100));
     lp.run_forever().unwrap();
     assert_eq!(runs.get(), 2);
@@ -483,7 +507,10 @@ fn call_repeatedly_stops_after_a_panic() {
     lp.run_forever().unwrap();
     assert_eq!(runs.get(), 2);
     assert_eq!(panics.get(), 1);
-    assert!(!h.cancelled(), "a panic ends the repetition but is not a cancel");
+    assert!(
+        !h.cancelled(),
+        "a panic ends the repetition but is not a cancel"
+    );
     assert_eq!(lp.stats().timers, 0);
     lp.close().unwrap();
 }
@@ -506,11 +533,15 @@ fn call_repeatedly_late_run_delays_the_following_ones() {
         .unwrap();
     let started = lp.time();
     // Blocking the loop is the behaviour under test here, not a synchronisation.
-    lp.call_soon(|| std::thread::sleep(Duration::from_millis(45))).unwrap();
+    lp.call_soon(|| std::thread::sleep(Duration::from_millis(45)))
+        .unwrap();
     lp.run_forever().unwrap();
     h.cancel();
     let times = times.borrow();
-    assert!(times[0] - started >= Duration::from_millis(45), "first run waits for the blocker");
+    assert!(
+        times[0] - started >= Duration::from_millis(45),
+        "first run waits for the blocker"
+    );
     for pair in times.windows(2) {
         assert!(
             pair[1] - pair[0] >= interval,
@@ -571,8 +602,14 @@ fn every_call_on_a_closed_loop_returns_closed() {
     let door = lp.loop_handle();
     lp.close().unwrap();
     assert!(matches!(lp.call_soon(|| {}), Err(Error::Closed)));
-    assert!(matches!(lp.call_later(Duration::ZERO, || {}), Err(Error::Closed)));
-    assert!(matches!(lp.call_at(Instant::now(), || {}), Err(Error::Closed)));
+    assert!(matches!(
+        lp.call_later(Duration::ZERO, || {}),
+        Err(Error::Closed)
+    ));
+    assert!(matches!(
+        lp.call_at(Instant::now(), || {}),
+        Err(Error::Closed)
+    ));
     assert!(matches!(
         lp.call_repeatedly(Duration::from_millis(1), || {}),
         Err(Error::Closed)
@@ -585,7 +622,10 @@ fn every_call_on_a_closed_loop_returns_closed() {
     ));
     assert!(matches!(lp.run_forever(), Err(Error::Closed)));
     assert!(matches!(lp.run_until_complete(Never), Err(Error::Closed)));
-    assert!(matches!(door.call_soon_threadsafe(|| {}), Err(Error::Closed)));
+    assert!(matches!(
+        door.call_soon_threadsafe(|| {}),
+        Err(Error::Closed)
+    ));
     assert!(matches!(door.stop(), Err(Error::Closed)));
     assert!(lp.call_soon(|| {}).unwrap_err().is_closed());
     assert!(!lp.remove_reader(0));
@@ -603,7 +643,8 @@ fn close_drops_pending_callbacks_and_timers() {
     let g = DropFlag(soon.clone());
     lp.call_soon(move || drop(g)).unwrap();
     let g = DropFlag(timer.clone());
-    lp.call_later(Duration::from_secs(60), move || drop(g)).unwrap();
+    lp.call_later(Duration::from_secs(60), move || drop(g))
+        .unwrap();
     let g = DropFlag(repeating.clone());
     lp.call_repeatedly(Duration::from_secs(60), move || {
         let _ = &g;
