@@ -47,9 +47,11 @@ impl Remote {
 
     pub(crate) fn push(&self, job: RemoteJob) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
+            forget_task(job);
             return Err(Error::Closed);
         }
-        if self.queue.push(job).is_err() {
+        if let Err(e) = self.queue.push(job) {
+            forget_task(e.into_inner());
             return Err(Error::Closed);
         }
         self.wake();
@@ -89,6 +91,24 @@ impl Remote {
 
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
+    }
+}
+
+/// A task runnable of a closed loop may be in the hands of another thread here. Dropping it
+/// would drop a `!Send` future off its thread (async-task panics on that), so it is leaked
+/// instead: the task could never run again anyway.
+fn forget_task(job: RemoteJob) {
+    if let RemoteJob::Task(r) = job {
+        std::mem::forget(r);
+    }
+}
+
+impl Drop for Remote {
+    fn drop(&mut self) {
+        // The last reference may be a `LoopHandle` on another thread; see `forget_task`.
+        while let Ok(job) = self.queue.pop() {
+            forget_task(job);
+        }
     }
 }
 

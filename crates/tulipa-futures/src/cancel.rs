@@ -1,0 +1,68 @@
+//! How a task's cancellation reaches the code it runs (asyncio's `Task.cancel` delivery).
+//!
+//! While a task's future is being polled, the task is the *current task* of its thread. Every
+//! Tulipa awaitable starts its `poll` with [`take_cancellation`]: if the current task has a
+//! cancellation request not yet delivered, the awaitable undoes whatever it started (removes its
+//! waiter, cancels its timer) and returns `Err(Cancelled)`. That is how a request is delivered
+//! exactly once, from the next Tulipa awaitable the task polls, with nothing lost.
+//!
+//! An awaitable that is itself a Tulipa future registers as the task's *waited-on future*
+//! ([`waiting_on`]): cancelling the task then cancels that future (or, for a task, requests its
+//! cancellation) instead, exactly as asyncio cancels `_fut_waiter`; the cancellation then arrives
+//! as that future's own result once it has finished cleaning up.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use crate::error::Error;
+use crate::task::TaskOps;
+
+thread_local! {
+    static CURRENT: RefCell<Option<Rc<dyn TaskOps>>> = const { RefCell::new(None) };
+}
+
+/// Something a task can be waiting on that can be cancelled on its behalf.
+pub(crate) trait CancelTarget {
+    /// Cancels it; true if that will complete the wait (the task need not be woken directly).
+    fn cancel_target(self: Rc<Self>, msg: Option<std::sync::Arc<str>>) -> bool;
+}
+
+/// Makes `task` the current task until the guard drops.
+pub(crate) fn enter(task: Rc<dyn TaskOps>) -> EnterGuard {
+    let prev = CURRENT.with(|c| c.replace(Some(task)));
+    EnterGuard { prev }
+}
+
+pub(crate) struct EnterGuard {
+    prev: Option<Rc<dyn TaskOps>>,
+}
+
+impl Drop for EnterGuard {
+    fn drop(&mut self) {
+        let prev = self.prev.take();
+        let cur = CURRENT.with(|c| c.replace(prev));
+        drop(cur);
+    }
+}
+
+/// The current task, if a task is being polled on this thread.
+pub(crate) fn current() -> Option<Rc<dyn TaskOps>> {
+    CURRENT.with(|c| c.borrow().clone())
+}
+
+/// Takes the current task's pending cancellation, if any: the `Err(Cancelled)` an awaitable must
+/// return now. Returns `None` outside tasks and when nothing is pending.
+///
+/// Layers above use this at the start of every awaitable's `poll` (see the module docs).
+pub fn take_cancellation() -> Option<Error> {
+    CURRENT.with(|c| c.borrow().as_ref().and_then(|t| t.take_pending_cancel()))
+}
+
+/// Records that the current task now waits on `target` (see the module docs).
+pub(crate) fn waiting_on(target: Rc<dyn CancelTarget>) {
+    CURRENT.with(|c| {
+        if let Some(t) = c.borrow().as_ref() {
+            t.set_waiting_on(Some(target));
+        }
+    });
+}
