@@ -1,1 +1,59 @@
-fn main() {}
+//! `cargo xtask …`: Tulipa's tooling.
+//!
+//! - `layers`: check the layering rule from `cargo metadata`;
+//! - `ci`: fmt, clippy, layers, doc, test, in order, stopping at the first failure;
+//! - `bench loop`: Tulipa's event loop against tokio and smol, one process per measurement.
+
+use std::process::ExitCode;
+
+use xtask::bench::{self, Runtime, Workload};
+
+mod ci;
+mod layers;
+mod runner;
+mod workspace;
+
+const HELP: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  layers       check the layering rule of the Tulipa crates (from cargo metadata)
+  ci           cargo fmt --check, clippy -D warnings, layers, doc -D warnings, test
+  bench loop   event-loop benchmark: Tulipa vs tokio vs smol, one child process per measurement
+               options: --reps N (5), --workload NAME, --runtime NAME (repeatable), --no-pin
+               workloads: callbacks, timers, timers_cancel, threadsafe_latency";
+
+/// The hidden `bench-child <runtime> <workload>`: one measurement, one JSON line.
+fn bench_child(args: &[String]) -> Result<(), String> {
+    let [runtime, workload] = args else {
+        return Err("usage: xtask bench-child <runtime> <workload>".to_string());
+    };
+    let runtime: Runtime = runtime.parse()?;
+    let workload: Workload = workload.parse()?;
+    let sample =
+        bench::measure(runtime, workload).map_err(|e| format!("{runtime} {workload}: {e}"))?;
+    println!("{}", sample.to_json(runtime, workload));
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("layers") => layers::run(),
+        Some("ci") => ci::run(),
+        Some("bench") => runner::run(&args[1..]),
+        Some("bench-child") => bench_child(&args[1..]),
+        None | Some("help" | "-h" | "--help") => {
+            println!("{HELP}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown command `{other}`\n{HELP}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
