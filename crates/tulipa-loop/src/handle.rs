@@ -7,7 +7,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
-use std::panic::Location;
+use std::panic::{self, AssertUnwindSafe, Location};
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -168,17 +168,28 @@ impl<F: FnMut() + 'static> Callback for Repeating<F> {
         let Some(mut f) = self.f.borrow_mut().take() else {
             return;
         };
+        let Some(interval) = self.interval else {
+            // fd and signal callbacks outlive a panic, as in asyncio: put `f` back before the
+            // loop reports the panic. Otherwise a level-triggered reader would stay registered
+            // with no closure, and the loop would spin on its ready fd doing nothing.
+            let result = panic::catch_unwind(AssertUnwindSafe(&mut f));
+            if !self.header.cancelled.get() {
+                *self.f.borrow_mut() = Some(f);
+            }
+            if let Err(payload) = result {
+                panic::resume_unwind(payload);
+            }
+            return;
+        };
         f();
         // Reached only when `f` returned normally: a panic ends a repeating call (PEP 3156).
         if self.header.cancelled.get() {
             return; // cancelled during the call: `f` is dropped here
         }
         *self.f.borrow_mut() = Some(f);
-        if let Some(interval) = self.interval {
-            // Late runs delay the following ones: the next deadline counts from now.
-            let when = core.clock.now_ns().saturating_add(crate::clock::nanos(interval));
-            core.push_timer(when, self);
-        }
+        // Late runs delay the following ones: the next deadline counts from now.
+        let when = core.clock.now_ns().saturating_add(crate::clock::nanos(interval));
+        core.push_timer(when, self);
     }
     fn drop_closure(&self) {
         // If the closure is running it was taken out; `run` drops it when it returns.
