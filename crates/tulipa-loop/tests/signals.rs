@@ -1,0 +1,401 @@
+//! Signal handlers: `add_signal_handler`, `remove_signal_handler`.
+//!
+//! Ports the signal checks of CPython's `test_asyncio/test_unix_events.py`
+//! (`SelectorEventLoopSignalTests`: `test_add_signal_handler*`, `test_remove_signal_handler*`,
+//! `test_check_signal`) and `test_events.py` (`test_add_signal_handler`, `test_signal_handling_*`).
+//!
+//! This test binary has `harness = false` (see the crate's Cargo.toml): signal handlers may only
+//! be added by a loop on the process's main thread, and libtest runs tests on other threads. So
+//! `main` runs each test in turn on the main thread and ends with the plain "N passed, M failed"
+//! line; it exits non-zero if any test failed.
+//!
+//! Signals are sent with `signal_hook::low_level::raise`. A signal whose handler was removed stays
+//! ignored (the process-wide hook remains), so raising it again is harmless.
+
+use std::cell::{Cell, RefCell};
+use std::panic::{self, AssertUnwindSafe};
+use std::rc::Rc;
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use signal_hook::low_level::raise;
+use tulipa_loop::signal::{SIGINT, SIGKILL, SIGSEGV, SIGSTOP, SIGTERM, SIGUSR1, SIGUSR2};
+use tulipa_loop::{Error, EventLoop, ExceptionContext};
+
+/// Sets a flag when dropped: tells whether the loop dropped a closure that captured it.
+struct DropFlag(Rc<Cell<bool>>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.set(true);
+    }
+}
+
+/// Runs `lp` until a callback stops it, or at most `limit` of loop time: a bound so a lost
+/// signal fails the test instead of hanging it (not a synchronisation).
+fn run_at_most(lp: &EventLoop, limit: Duration) {
+    let lp2 = lp.clone();
+    let guard = lp.call_later(limit, move || lp2.stop()).unwrap();
+    lp.run_forever().unwrap();
+    guard.cancel();
+}
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+fn handler_runs_as_a_loop_callback() {
+    let lp = EventLoop::new().unwrap();
+    let seen = Rc::new(RefCell::new(None));
+    let (s, lp2) = (seen.clone(), lp.clone());
+    lp.add_signal_handler(SIGUSR1, move || {
+        // Not in signal context: an ordinary callback of the running loop on its thread.
+        let running = tulipa_loop::get_running_loop().map(|l| l.id());
+        *s.borrow_mut() = Some((lp2.is_running(), running.ok()));
+        lp2.stop();
+    })
+    .unwrap();
+    raise(SIGUSR1).unwrap();
+    run_at_most(&lp, LIMIT);
+    assert_eq!(*seen.borrow(), Some((true, Some(lp.id()))));
+    assert!(lp.remove_signal_handler(SIGUSR1).unwrap());
+    lp.close().unwrap();
+}
+
+fn signal_raised_by_a_callback_wakes_the_loop() {
+    let lp = EventLoop::new().unwrap();
+    let count = Rc::new(Cell::new(0));
+    let (c, lp2) = (count.clone(), lp.clone());
+    lp.add_signal_handler(SIGUSR2, move || {
+        c.set(c.get() + 1);
+        lp2.stop();
+    })
+    .unwrap();
+    lp.call_soon(|| raise(SIGUSR2).unwrap()).unwrap();
+    run_at_most(&lp, LIMIT);
+    assert_eq!(count.get(), 1);
+    lp.remove_signal_handler(SIGUSR2).unwrap();
+    lp.close().unwrap();
+}
+
+fn signal_from_another_thread_wakes_a_blocked_loop() {
+    let lp = EventLoop::new().unwrap();
+    let ran = Rc::new(Cell::new(false));
+    let (r, lp2) = (ran.clone(), lp.clone());
+    lp.add_signal_handler(SIGUSR1, move || {
+        r.set(true);
+        lp2.stop();
+    })
+    .unwrap();
+    let (started_tx, started_rx) = mpsc::channel::<()>();
+    let sender = thread::spawn(move || {
+        started_rx.recv().unwrap();
+        raise(SIGUSR1).unwrap();
+    });
+    lp.call_soon(move || started_tx.send(()).unwrap()).unwrap();
+    run_at_most(&lp, LIMIT);
+    sender.join().unwrap();
+    assert!(ran.get());
+    lp.remove_signal_handler(SIGUSR1).unwrap();
+    lp.close().unwrap();
+}
+
+fn second_handler_replaces_the_first() {
+    let lp = EventLoop::new().unwrap();
+    let first_dropped = Rc::new(Cell::new(false));
+    let first_calls = Rc::new(Cell::new(0));
+    let (c, g) = (first_calls.clone(), DropFlag(first_dropped.clone()));
+    lp.add_signal_handler(SIGUSR1, move || {
+        let _ = &g;
+        c.set(c.get() + 1);
+    })
+    .unwrap();
+    let readers = lp.stats().readers;
+    let second_calls = Rc::new(Cell::new(0));
+    let (c, lp2) = (second_calls.clone(), lp.clone());
+    lp.add_signal_handler(SIGUSR1, move || {
+        c.set(c.get() + 1);
+        lp2.stop();
+    })
+    .unwrap();
+    assert!(
+        first_dropped.get(),
+        "the replaced handler is dropped at once"
+    );
+    assert_eq!(
+        lp.stats().readers,
+        readers,
+        "one wake-up pipe per signal, not two"
+    );
+    raise(SIGUSR1).unwrap();
+    run_at_most(&lp, LIMIT);
+    assert_eq!((first_calls.get(), second_calls.get()), (0, 1));
+    lp.remove_signal_handler(SIGUSR1).unwrap();
+    lp.close().unwrap();
+}
+
+fn each_signal_runs_its_own_handler() {
+    let lp = EventLoop::new().unwrap();
+    let order = Rc::new(RefCell::new(Vec::new()));
+    for (sig, name) in [(SIGUSR1, "usr1"), (SIGUSR2, "usr2")] {
+        let (o, lp2) = (order.clone(), lp.clone());
+        lp.add_signal_handler(sig, move || {
+            o.borrow_mut().push(name);
+            lp2.stop();
+        })
+        .unwrap();
+    }
+    raise(SIGUSR1).unwrap();
+    run_at_most(&lp, LIMIT);
+    assert_eq!(*order.borrow(), ["usr1"]);
+    raise(SIGUSR2).unwrap();
+    run_at_most(&lp, LIMIT);
+    assert_eq!(*order.borrow(), ["usr1", "usr2"]);
+    lp.remove_signal_handler(SIGUSR1).unwrap();
+    lp.remove_signal_handler(SIGUSR2).unwrap();
+    lp.close().unwrap();
+}
+
+fn remove_signal_handler_returns_true_then_false() {
+    let lp = EventLoop::new().unwrap();
+    assert!(
+        !lp.remove_signal_handler(SIGUSR1).unwrap(),
+        "nothing to remove yet"
+    );
+    let dropped = Rc::new(Cell::new(false));
+    let g = DropFlag(dropped.clone());
+    lp.add_signal_handler(SIGUSR1, move || {
+        let _ = &g;
+    })
+    .unwrap();
+    let readers = lp.stats().readers;
+    assert!(lp.remove_signal_handler(SIGUSR1).unwrap());
+    assert!(dropped.get());
+    assert_eq!(
+        lp.stats().readers,
+        readers - 1,
+        "the wake-up pipe is unregistered"
+    );
+    assert!(!lp.remove_signal_handler(SIGUSR1).unwrap());
+    lp.close().unwrap();
+}
+
+fn removed_handler_is_not_called_and_the_signal_stays_ignored() {
+    let lp = EventLoop::new().unwrap();
+    let calls = Rc::new(Cell::new(0));
+    let c = calls.clone();
+    lp.add_signal_handler(SIGUSR2, move || c.set(c.get() + 1))
+        .unwrap();
+    assert!(lp.remove_signal_handler(SIGUSR2).unwrap());
+    // A second signal that stops the loop. Both are delivered (into their wake-up pipes)
+    // before `raise` returns, so a SIGUSR2 handler still listening would be seen by the same
+    // poll that sees SIGUSR1.
+    let lp2 = lp.clone();
+    lp.add_signal_handler(SIGUSR1, move || lp2.stop()).unwrap();
+    raise(SIGUSR2).unwrap(); // would terminate the process if its default action were back
+    raise(SIGUSR1).unwrap();
+    run_at_most(&lp, LIMIT);
+    lp.stop();
+    lp.run_forever().unwrap();
+    assert_eq!(calls.get(), 0);
+    lp.remove_signal_handler(SIGUSR1).unwrap();
+    lp.close().unwrap();
+}
+
+fn close_drops_signal_handlers() {
+    let lp = EventLoop::new().unwrap();
+    let dropped = Rc::new(Cell::new(false));
+    let g = DropFlag(dropped.clone());
+    lp.add_signal_handler(SIGUSR1, move || {
+        let _ = &g;
+    })
+    .unwrap();
+    lp.close().unwrap();
+    assert!(dropped.get());
+    raise(SIGUSR1).unwrap(); // nobody listens; still ignored
+    assert!(matches!(lp.remove_signal_handler(SIGUSR1), Ok(false)));
+    assert!(matches!(
+        lp.add_signal_handler(SIGUSR1, || {}),
+        Err(Error::Closed)
+    ));
+}
+
+fn uncatchable_and_invalid_signals_are_invalid_signal() {
+    let lp = EventLoop::new().unwrap();
+    for sig in [SIGKILL, SIGSTOP, SIGSEGV, 0, -1, 65, 1000] {
+        match lp.add_signal_handler(sig, || {}) {
+            Err(Error::InvalidSignal { signal, reason }) => {
+                assert_eq!(signal, sig);
+                assert!(!reason.is_empty());
+            }
+            other => panic!("add_signal_handler({sig}) gave {other:?}"),
+        }
+        assert!(
+            matches!(
+                lp.remove_signal_handler(sig),
+                Err(Error::InvalidSignal { .. })
+            ),
+            "remove_signal_handler({sig})"
+        );
+    }
+    let msg = lp
+        .add_signal_handler(SIGKILL, || {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains(&SIGKILL.to_string()),
+        "the message names the signal: {msg}"
+    );
+    assert_eq!(
+        lp.stats().readers,
+        0,
+        "a refused signal leaves nothing registered"
+    );
+    lp.close().unwrap();
+}
+
+fn loop_off_the_main_thread_is_not_main_thread() {
+    let result = thread::spawn(|| {
+        let lp = EventLoop::new().unwrap();
+        let add = lp.add_signal_handler(SIGUSR1, || {});
+        let add_term = lp.add_signal_handler(SIGTERM, || {});
+        lp.close().unwrap();
+        (add, add_term)
+    })
+    .join()
+    .unwrap();
+    assert!(
+        matches!(result.0, Err(Error::NotMainThread)),
+        "{:?}",
+        result.0
+    );
+    assert!(
+        matches!(result.1, Err(Error::NotMainThread)),
+        "{:?}",
+        result.1
+    );
+}
+
+fn panicking_handler_is_reported_and_stays_installed() {
+    let lp = EventLoop::new().unwrap();
+    let reports = Rc::new(RefCell::new(Vec::new()));
+    let r = reports.clone();
+    lp.set_exception_handler(Some(move |_: &EventLoop, ctx: &ExceptionContext| {
+        r.borrow_mut().push((ctx.source.clone(), ctx.panic.clone()));
+    }));
+    let calls = Rc::new(Cell::new(0));
+    let (c, lp2) = (calls.clone(), lp.clone());
+    lp.add_signal_handler(SIGUSR1, move || {
+        c.set(c.get() + 1);
+        lp2.stop();
+        if c.get() == 1 {
+            panic!("signal handler failed");
+        }
+    })
+    .unwrap();
+    raise(SIGUSR1).unwrap();
+    run_at_most(&lp, LIMIT);
+    raise(SIGUSR1).unwrap();
+    run_at_most(&lp, LIMIT);
+    assert_eq!(calls.get(), 2, "still installed after the panic");
+    let source = format!("handler of signal {SIGUSR1}");
+    assert_eq!(
+        *reports.borrow(),
+        [(Some(source), Some("signal handler failed".to_owned()))]
+    );
+    lp.remove_signal_handler(SIGUSR1).unwrap();
+    lp.close().unwrap();
+}
+
+fn sigint_handler_replaces_the_default_action() {
+    // What a program's "stop cleanly on Ctrl-C" does (see examples/ticker.rs).
+    let lp = EventLoop::new().unwrap();
+    let stopped_by = Rc::new(Cell::new(0));
+    let (s, lp2) = (stopped_by.clone(), lp.clone());
+    lp.add_signal_handler(SIGINT, move || {
+        s.set(SIGINT);
+        lp2.stop();
+    })
+    .unwrap();
+    lp.call_repeatedly(Duration::from_millis(1), || {}).unwrap();
+    lp.call_soon(|| raise(SIGINT).unwrap()).unwrap();
+    run_at_most(&lp, LIMIT);
+    assert_eq!(stopped_by.get(), SIGINT);
+    assert!(lp.remove_signal_handler(SIGINT).unwrap());
+    lp.close().unwrap();
+}
+
+fn main() {
+    let tests: &[(&str, fn())] = &[
+        (
+            "handler_runs_as_a_loop_callback",
+            handler_runs_as_a_loop_callback,
+        ),
+        (
+            "signal_raised_by_a_callback_wakes_the_loop",
+            signal_raised_by_a_callback_wakes_the_loop,
+        ),
+        (
+            "signal_from_another_thread_wakes_a_blocked_loop",
+            signal_from_another_thread_wakes_a_blocked_loop,
+        ),
+        (
+            "second_handler_replaces_the_first",
+            second_handler_replaces_the_first,
+        ),
+        (
+            "each_signal_runs_its_own_handler",
+            each_signal_runs_its_own_handler,
+        ),
+        (
+            "remove_signal_handler_returns_true_then_false",
+            remove_signal_handler_returns_true_then_false,
+        ),
+        (
+            "removed_handler_is_not_called_and_the_signal_stays_ignored",
+            removed_handler_is_not_called_and_the_signal_stays_ignored,
+        ),
+        ("close_drops_signal_handlers", close_drops_signal_handlers),
+        (
+            "uncatchable_and_invalid_signals_are_invalid_signal",
+            uncatchable_and_invalid_signals_are_invalid_signal,
+        ),
+        (
+            "loop_off_the_main_thread_is_not_main_thread",
+            loop_off_the_main_thread_is_not_main_thread,
+        ),
+        (
+            "panicking_handler_is_reported_and_stays_installed",
+            panicking_handler_is_reported_and_stays_installed,
+        ),
+        (
+            "sigint_handler_replaces_the_default_action",
+            sigint_handler_replaces_the_default_action,
+        ),
+    ];
+    // `cargo test -- NAME` passes a filter, as libtest would.
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let (mut passed, mut failed) = (0, 0);
+    for (name, test) in tests {
+        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
+            continue;
+        }
+        match panic::catch_unwind(AssertUnwindSafe(test)) {
+            Ok(()) => {
+                println!("test {name} ... ok");
+                passed += 1;
+            }
+            Err(_) => {
+                println!("test {name} ... FAILED");
+                failed += 1;
+            }
+        }
+    }
+    println!();
+    println!("{passed} passed, {failed} failed");
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}
