@@ -34,6 +34,18 @@ pub enum Error {
     /// An I/O error.
     #[error(transparent)]
     Io(Arc<std::io::Error>),
+    /// `put_nowait` on a full queue (asyncio's `QueueFull`).
+    #[error("the queue is full")]
+    QueueFull,
+    /// `get_nowait` on an empty queue (asyncio's `QueueEmpty`).
+    #[error("the queue is empty")]
+    QueueEmpty,
+    /// The queue was shut down (asyncio's `QueueShutDown`, Python 3.13).
+    #[error("the queue is shut down")]
+    QueueShutDown,
+    /// The barrier was aborted or reset (asyncio's `BrokenBarrierError`).
+    #[error("the barrier is broken")]
+    BrokenBarrier,
     /// The executor was shut down and accepts no more work.
     #[error("the executor is shut down")]
     ExecutorShutdown,
