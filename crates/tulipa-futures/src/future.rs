@@ -35,10 +35,16 @@ pub(crate) enum State<T> {
 
 pub(crate) struct Slot<T: 'static> {
     pub(crate) state: State<T>,
+    /// Who to wake when done (one awaiter is the common case: no allocation).
     waiters: Waiters,
-    callbacks: Vec<(u64, DoneCallback<T>)>,
-    next_id: u64,
+    /// Done callbacks, allocated on first use: most futures (every task awaited directly) have none.
+    callbacks: Option<Box<Callbacks<T>>>,
     retrieved: bool,
+}
+
+pub(crate) struct Callbacks<T: 'static> {
+    list: Vec<(u64, DoneCallback<T>)>,
+    next_id: u64,
 }
 
 /// What cancelling means for this future.
@@ -115,8 +121,7 @@ impl<T: 'static> Future<T> {
                 slot: RefCell::new(Slot {
                     state: State::Pending,
                     waiters: Waiters::None,
-                    callbacks: Vec::new(),
-                    next_id: 0,
+                    callbacks: None,
                     retrieved: false,
                 }),
                 kind,
@@ -235,24 +240,32 @@ impl<T: 'static> Future<T> {
     /// loop's `call_soon`, never called inline, even if the future is already done.
     pub fn add_done_callback(&self, f: impl FnOnce(&Future<T>) + 'static) -> CallbackId {
         let mut s = self.inner.slot.borrow_mut();
-        s.next_id += 1;
-        let id = s.next_id;
-        if matches!(s.state, State::Pending) {
-            s.callbacks.push((id, Box::new(f)));
-        } else {
+        if !matches!(s.state, State::Pending) {
             drop(s);
             self.inner.schedule_callback(self.clone(), Box::new(f));
+            // Already scheduled: nothing can remove it, so any id will do.
+            return CallbackId(0);
         }
+        let cbs = s.callbacks.get_or_insert_with(|| {
+            Box::new(Callbacks {
+                list: Vec::new(),
+                next_id: 0,
+            })
+        });
+        cbs.next_id += 1;
+        let id = cbs.next_id;
+        cbs.list.push((id, Box::new(f)));
         CallbackId(id)
     }
 
     /// Removes a done callback that has not been scheduled yet; returns whether it was found.
     pub fn remove_done_callback(&self, id: CallbackId) -> bool {
-        let removed = {
+        let removed = (|| {
             let mut s = self.inner.slot.borrow_mut();
-            let pos = s.callbacks.iter().position(|(i, _)| *i == id.0);
-            pos.map(|p| s.callbacks.remove(p))
-        };
+            let cbs = s.callbacks.as_mut()?;
+            let pos = cbs.list.iter().position(|(i, _)| *i == id.0);
+            pos.map(|p| cbs.list.remove(p))
+        })();
         removed.is_some()
     }
 
@@ -279,11 +292,11 @@ impl<T: 'static> Inner<T> {
             (std::mem::take(&mut s.waiters), std::mem::take(&mut s.callbacks))
         };
         waiters.wake_all();
-        if !callbacks.is_empty() {
+        if let Some(callbacks) = callbacks.filter(|c| !c.list.is_empty()) {
             let me = Future {
                 inner: self.clone(),
             };
-            for (_, cb) in callbacks {
+            for (_, cb) in callbacks.list {
                 self.schedule_callback(me.clone(), cb);
             }
         }

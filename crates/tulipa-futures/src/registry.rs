@@ -8,34 +8,34 @@ use crate::task::TaskOps;
 
 #[derive(Default)]
 struct Slab {
-    slots: Vec<Option<(u64, Weak<dyn TaskOps>)>>,
-    free: Vec<usize>,
+    slots: Vec<Option<Weak<dyn TaskOps>>>,
+    free: Vec<u32>,
 }
 
 thread_local! {
     static TASKS: RefCell<Slab> = RefCell::new(Slab::default());
 }
 
-pub(crate) fn insert(loop_id: u64, task: Weak<dyn TaskOps>) -> usize {
+pub(crate) fn insert(task: Weak<dyn TaskOps>) -> u32 {
     TASKS.with(|t| {
         let mut t = t.borrow_mut();
         match t.free.pop() {
             Some(i) => {
-                t.slots[i] = Some((loop_id, task));
+                t.slots[i as usize] = Some(task);
                 i
             }
             None => {
-                t.slots.push(Some((loop_id, task)));
-                t.slots.len() - 1
+                t.slots.push(Some(task));
+                u32::try_from(t.slots.len() - 1).unwrap_or(u32::MAX)
             }
         }
     })
 }
 
-pub(crate) fn remove(index: usize) {
+pub(crate) fn remove(index: u32) {
     let old = TASKS.with(|t| {
         let mut t = t.borrow_mut();
-        let old = t.slots.get_mut(index).and_then(Option::take);
+        let old = t.slots.get_mut(index as usize).and_then(Option::take);
         if old.is_some() {
             t.free.push(index);
         }
@@ -50,9 +50,8 @@ pub(crate) fn pending(loop_id: u64) -> Vec<Rc<dyn TaskOps>> {
             .slots
             .iter()
             .flatten()
-            .filter(|(id, _)| *id == loop_id)
-            .filter_map(|(_, w)| w.upgrade())
-            .filter(|t| !t.is_done())
+            .filter_map(Weak::upgrade)
+            .filter(|t| t.loop_of().id() == loop_id && !t.is_done())
             .collect()
     })
 }

@@ -34,36 +34,50 @@ static NEXT_TASK: AtomicU64 = AtomicU64::new(1);
 /// The task half of a future's state (asyncio's `Task` attributes).
 pub(crate) struct TaskData {
     id: u64,
-    name: RefCell<Option<String>>,
+    /// Name and cancel message: rarely set, so kept out of line.
+    extra: RefCell<Option<Box<TaskExtra>>>,
     cancels_requested: Cell<u32>,
     must_cancel: Cell<bool>,
-    cancel_msg: RefCell<Option<Arc<str>>>,
-    waker: RefCell<Option<Waker>>,
-    waiting_on: RefCell<Option<Rc<dyn CancelTarget>>>,
+    waker: Cell<Option<Waker>>,
+    waiting_on: Cell<Option<Rc<dyn CancelTarget>>>,
     handle: Cell<Option<async_task::Task<()>>>,
-    registry_slot: Cell<usize>,
+    registry_slot: Cell<u32>,
+}
+
+#[derive(Default)]
+struct TaskExtra {
+    name: Option<String>,
+    cancel_msg: Option<Arc<str>>,
 }
 
 impl TaskData {
     fn new() -> Self {
         TaskData {
             id: NEXT_TASK.fetch_add(1, Ordering::Relaxed),
-            name: RefCell::new(None),
+            extra: RefCell::new(None),
             cancels_requested: Cell::new(0),
             must_cancel: Cell::new(false),
-            cancel_msg: RefCell::new(None),
-            waker: RefCell::new(None),
-            waiting_on: RefCell::new(None),
+            waker: Cell::new(None),
+            waiting_on: Cell::new(None),
             handle: Cell::new(None),
-            registry_slot: Cell::new(usize::MAX),
+            registry_slot: Cell::new(u32::MAX),
         }
     }
 
     pub(crate) fn name(&self) -> String {
-        match &*self.name.borrow() {
-            Some(n) => n.clone(),
+        match self.extra.borrow().as_ref().and_then(|e| e.name.clone()) {
+            Some(n) => n,
             None => format!("Task-{}", self.id),
         }
+    }
+
+    fn set_name(&self, name: String) {
+        self.extra.borrow_mut().get_or_insert_with(Default::default).name = Some(name);
+    }
+
+    fn cancelled_error(&self) -> Error {
+        let msg = self.extra.borrow().as_ref().and_then(|e| e.cancel_msg.clone());
+        Error::Cancelled(Cancelled::new(msg))
     }
 
     /// asyncio's `Task.cancel`: count the request, cancel what the task waits on if that can end
@@ -73,17 +87,20 @@ impl TaskData {
             return false;
         }
         self.cancels_requested.set(self.cancels_requested.get() + 1);
-        let waiting_on = self.waiting_on.borrow_mut().take();
+        let waiting_on = self.waiting_on.take();
         if let Some(target) = waiting_on {
             if target.cancel_target(msg.clone()) {
                 return true;
             }
         }
         self.must_cancel.set(true);
-        *self.cancel_msg.borrow_mut() = msg;
-        let waker = self.waker.borrow().clone();
+        if msg.is_some() || self.extra.borrow().is_some() {
+            self.extra.borrow_mut().get_or_insert_with(Default::default).cancel_msg = msg;
+        }
+        let waker = self.waker.take();
         if let Some(w) = waker {
-            w.wake();
+            w.wake_by_ref();
+            self.waker.set(Some(w));
         }
         true
     }
@@ -101,7 +118,7 @@ pub(crate) trait TaskOps {
     fn take_pending_cancel(&self) -> Option<Error> {
         let d = self.data();
         if d.must_cancel.replace(false) {
-            Some(Error::Cancelled(Cancelled::new(d.cancel_msg.borrow().clone())))
+            Some(d.cancelled_error())
         } else {
             None
         }
@@ -168,8 +185,8 @@ struct FinishGuard<T: 'static> {
 impl<T: 'static> FinishGuard<T> {
     fn finish(&self, r: Result<T>) {
         let td = task_data(&self.inner);
-        td.waker.borrow_mut().take();
-        td.waiting_on.borrow_mut().take();
+        drop(td.waker.take());
+        drop(td.waiting_on.take());
         registry::remove(td.registry_slot.get());
         self.inner.complete(r);
     }
@@ -195,10 +212,10 @@ where
         let this = self.project();
         let inner = &this.guard.inner;
         let td = task_data(inner);
-        if td.waker.borrow().is_none() {
-            *td.waker.borrow_mut() = Some(cx.waker().clone());
-        }
-        td.waiting_on.borrow_mut().take();
+        // Kept for `cancel`, which must be able to wake the task; one clone per task.
+        let waker = td.waker.take().unwrap_or_else(|| cx.waker().clone());
+        td.waker.set(Some(waker));
+        drop(td.waiting_on.take());
         let polled = {
             let _current = cancel::enter(inner.clone());
             panic::catch_unwind(AssertUnwindSafe(|| this.fut.poll(cx)))
@@ -208,7 +225,7 @@ where
             Ok(Poll::Ready(Ok(v))) => {
                 if td.must_cancel.replace(false) {
                     // Cancelled during its last step and never awaited again (asyncio does this).
-                    Err(Error::Cancelled(Cancelled::new(td.cancel_msg.borrow().clone())))
+                    Err(td.cancelled_error())
                 } else {
                     Ok(v)
                 }
@@ -315,7 +332,7 @@ where
     let inner = future.inner.clone();
     let weak: std::rc::Weak<dyn TaskOps> = Rc::downgrade(&inner) as std::rc::Weak<dyn TaskOps>;
     let td = task_data(&inner);
-    td.registry_slot.set(registry::insert(lp.id(), weak));
+    td.registry_slot.set(registry::insert(weak));
     let scheduler = Scheduler::new(lp);
     let wrapped = TaskFuture {
         fut,
@@ -344,7 +361,7 @@ impl<T: 'static> Task<T> {
 
     /// Renames the task.
     pub fn set_name(&self, name: impl Into<String>) {
-        *self.data().name.borrow_mut() = Some(name.into());
+        self.data().set_name(name.into());
     }
 
     /// Requests cancellation (asyncio's `Task.cancel`). Returns false if the task is done.
@@ -447,7 +464,7 @@ impl TaskRef {
     }
     /// Renames the task.
     pub fn set_name(&self, name: impl Into<String>) {
-        *self.ops.data().name.borrow_mut() = Some(name.into());
+        self.ops.data().set_name(name.into());
     }
     /// As [`Task::cancel`].
     pub fn cancel(&self, msg: Option<&str>) -> bool {

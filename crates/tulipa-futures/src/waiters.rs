@@ -7,7 +7,7 @@ pub(crate) enum Waiters {
     #[default]
     None,
     One(Waker),
-    Many(Vec<Waker>),
+    Many(Box<Vec<Waker>>),
 }
 
 impl Waiters {
@@ -17,7 +17,7 @@ impl Waiters {
             Waiters::One(cur) if cur.will_wake(w) => {}
             Waiters::One(_) => {
                 if let Waiters::One(cur) = std::mem::take(self) {
-                    *self = Waiters::Many(vec![cur, w.clone()]);
+                    *self = Waiters::Many(Box::new(vec![cur, w.clone()]));
                 }
             }
             Waiters::Many(v) => {
