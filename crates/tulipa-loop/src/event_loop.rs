@@ -29,7 +29,9 @@ use crate::clock::{nanos, Clock};
 use crate::completion::{Completion, DoneNotifier};
 use crate::error::{Error, Result};
 use crate::exception::{default_exception_handler, ExceptionContext, ExceptionHandler};
-use crate::handle::{self, describe, is_cancelled, Callback, Handle, Kind, Once, Repeating, TimerHandle};
+use crate::handle::{
+    self, describe, is_cancelled, Callback, Handle, Kind, Once, Repeating, TimerHandle,
+};
 use crate::loop_handle::{LoopHandle, Remote, RemoteJob};
 use crate::sys;
 use crate::timers::Timers;
@@ -43,7 +45,11 @@ pub(crate) enum Job {
     Cb(Rc<dyn Callback>),
     Task(Runnable),
     /// A `call_soon_threadsafe` job and its cancel flag, checked again right before it runs.
-    Remote(Box<dyn FnOnce() + Send>, Arc<AtomicBool>, &'static Location<'static>),
+    Remote(
+        Box<dyn FnOnce() + Send>,
+        Arc<AtomicBool>,
+        &'static Location<'static>,
+    ),
 }
 
 #[derive(Default)]
@@ -308,7 +314,10 @@ impl EventLoop {
         let counter = self.core.timers.borrow().cancelled.clone();
         let cb = Once::new(f, location, Some(counter), Kind::Timer);
         self.core.push_timer(when, cb.clone());
-        Ok(TimerHandle::new(Handle::new(cb), self.core.clock.instant(when)))
+        Ok(TimerHandle::new(
+            Handle::new(cb),
+            self.core.clock.instant(when),
+        ))
     }
 
     /// Calls `f` every `interval` until the handle is cancelled or `f` panics (PEP 3156). The
@@ -582,7 +591,10 @@ impl EventLoop {
     /// Sets the handler that is told about panicking callbacks and unhandled errors; `None`
     /// restores the default, which logs through `tracing`. If the handler itself panics, both that
     /// panic and the original context go to the default handler.
-    pub fn set_exception_handler(&self, handler: Option<impl Fn(&EventLoop, &ExceptionContext) + 'static>) {
+    pub fn set_exception_handler(
+        &self,
+        handler: Option<impl Fn(&EventLoop, &ExceptionContext) + 'static>,
+    ) {
         *self.core.handler.borrow_mut() = handler.map(|h| Rc::new(h) as ExceptionHandler);
     }
 
@@ -646,7 +658,9 @@ impl EventLoop {
     ///
     /// [`Error::NoRunningLoop`] when no loop runs here.
     pub fn running() -> Result<EventLoop> {
-        RUNNING.with(|r| r.borrow().clone()).ok_or(Error::NoRunningLoop)
+        RUNNING
+            .with(|r| r.borrow().clone())
+            .ok_or(Error::NoRunningLoop)
     }
 
     /// Queues an `async-task` runnable on this loop (used by `tulipa-futures`; see [`crate::rt`]).
@@ -778,7 +792,10 @@ impl Core {
             for ev in events.iter() {
                 let fd = ev.key as RawFd;
                 let Some(slot) = io.get(&fd) else { continue };
-                for (wanted, cb, is_read) in [(ev.readable, &slot.reader, true), (ev.writable, &slot.writer, false)] {
+                for (wanted, cb, is_read) in [
+                    (ev.readable, &slot.reader, true),
+                    (ev.writable, &slot.writer, false),
+                ] {
                     if let (true, Some(cb)) = (wanted, cb) {
                         if is_cancelled(&**cb) {
                             // asyncio's rule: a cancelled fd handle unregisters itself lazily.
@@ -806,7 +823,11 @@ impl Core {
             let Some(slot) = io.get_mut(&fd) else {
                 return false;
             };
-            let target = if read { &mut slot.reader } else { &mut slot.writer };
+            let target = if read {
+                &mut slot.reader
+            } else {
+                &mut slot.writer
+            };
             if let (Some(only), Some(cur)) = (only, target.as_ref()) {
                 if !Rc::ptr_eq(only, cur) {
                     return false;
@@ -838,7 +859,9 @@ impl Core {
     fn signal_arrived(&self, sig: i32) {
         let handler = {
             let signals = self.signals.borrow();
-            let Some(slot) = signals.get(&sig) else { return };
+            let Some(slot) = signals.get(&sig) else {
+                return;
+            };
             slot.pipe.drain();
             slot.handler.clone()
         };

@@ -188,7 +188,10 @@ impl<F: FnMut() + 'static> Callback for Repeating<F> {
         }
         *self.f.borrow_mut() = Some(f);
         // Late runs delay the following ones: the next deadline counts from now.
-        let when = core.clock.now_ns().saturating_add(crate::clock::nanos(interval));
+        let when = core
+            .clock
+            .now_ns()
+            .saturating_add(crate::clock::nanos(interval));
         core.push_timer(when, self);
     }
     fn drop_closure(&self) {

@@ -83,7 +83,10 @@ impl Remote {
 
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
-        self.poller.write().unwrap_or_else(|e| e.into_inner()).take();
+        self.poller
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         while let Ok(job) = self.queue.pop() {
             drop(job);
         }
@@ -146,7 +149,10 @@ impl LoopHandle {
     ///
     /// [`Error::Closed`] when the loop is closed.
     #[track_caller]
-    pub fn call_soon_threadsafe(&self, f: impl FnOnce() + Send + 'static) -> Result<ThreadsafeHandle> {
+    pub fn call_soon_threadsafe(
+        &self,
+        f: impl FnOnce() + Send + 'static,
+    ) -> Result<ThreadsafeHandle> {
         let cancelled = Arc::new(AtomicBool::new(false));
         let location = Location::caller();
         self.remote

@@ -56,7 +56,9 @@ impl Scheduler {
 
 impl fmt::Debug for Scheduler {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Scheduler").field("loop_id", &self.id).finish()
+        f.debug_struct("Scheduler")
+            .field("loop_id", &self.id)
+            .finish()
     }
 }
 

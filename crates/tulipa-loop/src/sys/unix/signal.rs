@@ -64,7 +64,9 @@ impl SignalPipe {
         let op = || format!("add_signal_handler({sig})");
         let (read, write) = UnixStream::pair().map_err(|e| Error::io(op(), e))?;
         read.set_nonblocking(true).map_err(|e| Error::io(op(), e))?;
-        write.set_nonblocking(true).map_err(|e| Error::io(op(), e))?;
+        write
+            .set_nonblocking(true)
+            .map_err(|e| Error::io(op(), e))?;
         let id = signal_hook::low_level::pipe::register(sig, write).map_err(|e| {
             if e.kind() == io::ErrorKind::InvalidInput {
                 Error::InvalidSignal {
