@@ -43,6 +43,10 @@ pub enum Error {
     /// The queue was shut down (asyncio's `QueueShutDown`, Python 3.13).
     #[error("the queue is shut down")]
     QueueShutDown,
+    /// A state machine transition that was not declared, or an unknown state (gevent_async's
+    /// `ValidationError`).
+    #[error("validation error: {0}")]
+    Validation(Arc<str>),
     /// The barrier was aborted or reset (asyncio's `BrokenBarrierError`).
     #[error("the barrier is broken")]
     BrokenBarrier,

@@ -46,6 +46,7 @@
 #![forbid(unsafe_code)]
 
 mod cancel;
+pub mod deferred;
 mod error;
 pub mod executor;
 mod future;
@@ -54,6 +55,7 @@ pub mod queue;
 mod registry;
 mod runner;
 mod sleep;
+pub mod state_machine;
 pub mod sync;
 mod task;
 mod task_group;

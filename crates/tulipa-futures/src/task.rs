@@ -238,6 +238,18 @@ where
     }
 }
 
+/// Polls `fut` to completion, turning a panic into its message (used where a panicking piece of
+/// user code must not end the surrounding task).
+pub(crate) async fn catch_unwind_future<F: std::future::Future>(fut: F) -> std::result::Result<F::Output, Arc<str>> {
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| match panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+        Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+        Ok(Poll::Pending) => Poll::Pending,
+        Err(p) => Poll::Ready(Err(Arc::from(tulipa_loop::panic_message(&*p)))),
+    })
+    .await
+}
+
 /// A future driven by the loop (asyncio's `Task`); also a [`Future<T>`](Future) through `Deref`.
 ///
 /// Create one with [`spawn`] or [`spawn_on`]. Awaiting the task gives its outcome: `Ok(value)`,
