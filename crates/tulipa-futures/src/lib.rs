@@ -54,6 +54,7 @@ mod gather;
 pub mod queue;
 mod registry;
 mod runner;
+pub mod select;
 mod sleep;
 pub mod state_machine;
 pub mod sync;
