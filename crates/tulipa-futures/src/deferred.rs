@@ -148,7 +148,12 @@ impl<S: 'static> Deferred<S> {
     ///
     /// The call's own error (a panic becomes [`Error::Panicked`]); [`Error::Timeout`];
     /// [`Error::Cancelled`]; [`Error::Loop`] outside a running loop.
-    pub async fn sync<R, F, Fut>(&self, name: &'static str, limit: Option<Duration>, f: F) -> Result<R>
+    pub async fn sync<R, F, Fut>(
+        &self,
+        name: &'static str,
+        limit: Option<Duration>,
+        f: F,
+    ) -> Result<R>
     where
         R: 'static,
         F: FnOnce(Rc<S>) -> Fut + 'static,

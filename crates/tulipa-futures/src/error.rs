@@ -59,7 +59,11 @@ pub enum Error {
 }
 
 fn join(errors: &[Error]) -> String {
-    errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
+    errors
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The payload of [`Error::Cancelled`]: the optional message given to `cancel`.

@@ -98,7 +98,10 @@ impl<T: Send + 'static> ConcurrentFuture<T> {
 
     /// True if cancelled.
     pub fn cancelled(&self) -> bool {
-        matches!(lock(&self.shared.state).stage, Stage::Finished(Err(Error::Cancelled(_))))
+        matches!(
+            lock(&self.shared.state).stage,
+            Stage::Finished(Err(Error::Cancelled(_)))
+        )
     }
 
     /// True while running.
@@ -108,7 +111,10 @@ impl<T: Send + 'static> ConcurrentFuture<T> {
 
     /// True once done.
     pub fn done(&self) -> bool {
-        matches!(lock(&self.shared.state).stage, Stage::Finished(_) | Stage::Taken)
+        matches!(
+            lock(&self.shared.state).stage,
+            Stage::Finished(_) | Stage::Taken
+        )
     }
 
     /// Marks the future running; false if it was cancelled (then the work must not run).
@@ -272,7 +278,9 @@ impl<T> fmt::Debug for ConcurrentFuture<T> {
             Stage::Finished(Err(Error::Cancelled(_))) => "cancelled",
             Stage::Finished(Err(_)) => "failed",
         };
-        f.debug_struct("ConcurrentFuture").field("stage", &stage).finish()
+        f.debug_struct("ConcurrentFuture")
+            .field("stage", &stage)
+            .finish()
     }
 }
 

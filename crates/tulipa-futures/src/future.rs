@@ -114,7 +114,11 @@ impl<T: 'static> Future<T> {
         Self::with_kind(lp.clone(), Kind::Plain, Location::caller())
     }
 
-    pub(crate) fn with_kind(lp: EventLoop, kind: Kind, created_at: &'static Location<'static>) -> Self {
+    pub(crate) fn with_kind(
+        lp: EventLoop,
+        kind: Kind,
+        created_at: &'static Location<'static>,
+    ) -> Self {
         Future {
             inner: Rc::new(Inner {
                 lp,
@@ -142,7 +146,10 @@ impl<T: 'static> Future<T> {
 
     /// True if done by cancellation.
     pub fn cancelled(&self) -> bool {
-        matches!(self.inner.slot.borrow().state, State::Done(Err(Error::Cancelled(_))))
+        matches!(
+            self.inner.slot.borrow().state,
+            State::Done(Err(Error::Cancelled(_)))
+        )
     }
 
     /// Marks the future done with `value` and schedules its callbacks.
@@ -166,7 +173,9 @@ impl<T: 'static> Future<T> {
 
     fn set_outcome(&self, r: Result<T>) -> Result<()> {
         if matches!(self.inner.kind, Kind::Task(_)) {
-            return Err(Error::InvalidState("a task's outcome is set by its own future"));
+            return Err(Error::InvalidState(
+                "a task's outcome is set by its own future",
+            ));
         }
         if self.inner.complete(r) {
             Ok(())
@@ -289,7 +298,10 @@ impl<T: 'static> Inner<T> {
                 return false;
             }
             s.state = State::Done(r);
-            (std::mem::take(&mut s.waiters), std::mem::take(&mut s.callbacks))
+            (
+                std::mem::take(&mut s.waiters),
+                std::mem::take(&mut s.callbacks),
+            )
         };
         waiters.wake_all();
         if let Some(callbacks) = callbacks.filter(|c| !c.list.is_empty()) {

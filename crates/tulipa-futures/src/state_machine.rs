@@ -87,7 +87,12 @@ pub struct Builder<A: 'static> {
 
 impl<A: 'static> Builder<A> {
     /// Declares state `name`, the states it may go to, and its body.
-    pub fn state<F, Fut>(mut self, name: &'static str, transitions: &[&'static str], body: F) -> Self
+    pub fn state<F, Fut>(
+        mut self,
+        name: &'static str,
+        transitions: &[&'static str],
+        body: F,
+    ) -> Self
     where
         F: Fn(StateMachine<A>, A) -> Fut + 'static,
         Fut: StdFuture<Output = Result<()>> + 'static,
@@ -149,7 +154,9 @@ impl<A: 'static> StateMachine<A> {
     /// [`Error::Validation`] for an undeclared transition or an unknown state.
     pub fn goto(&self, name: &'static str, args: A) -> Result<()> {
         let from = self.current().ok_or_else(|| {
-            Error::Validation(Arc::from(format!("goto('{name}') before the machine started")))
+            Error::Validation(Arc::from(format!(
+                "goto('{name}') before the machine started"
+            )))
         })?;
         self.enter(Some(from), name, args)
     }
@@ -161,7 +168,10 @@ impl<A: 'static> StateMachine<A> {
             .get(name)
             .ok_or_else(|| Error::Validation(Arc::from(format!("unknown state '{name}'"))))?;
         if let Some(from) = from {
-            let allowed = inner.states.get(from).is_some_and(|d| d.transitions.contains(&name));
+            let allowed = inner
+                .states
+                .get(from)
+                .is_some_and(|d| d.transitions.contains(&name));
             if !allowed {
                 return Err(Error::Validation(Arc::from(format!(
                     "transition '{from}' -> '{name}' is not declared"
@@ -242,7 +252,10 @@ impl<A: 'static> StateMachine<A> {
 impl<A> fmt::Debug for StateMachine<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StateMachine")
-            .field("current", &self.inner.current.borrow().as_ref().map(|(n, _)| *n))
+            .field(
+                "current",
+                &self.inner.current.borrow().as_ref().map(|(n, _)| *n),
+            )
             .field("states", &self.inner.states.len())
             .finish()
     }
@@ -250,6 +263,8 @@ impl<A> fmt::Debug for StateMachine<A> {
 
 impl<A> fmt::Debug for Builder<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Builder").field("states", &self.states.len()).finish()
+        f.debug_struct("Builder")
+            .field("states", &self.states.len())
+            .finish()
     }
 }

@@ -72,11 +72,18 @@ impl TaskData {
     }
 
     fn set_name(&self, name: String) {
-        self.extra.borrow_mut().get_or_insert_with(Default::default).name = Some(name);
+        self.extra
+            .borrow_mut()
+            .get_or_insert_with(Default::default)
+            .name = Some(name);
     }
 
     fn cancelled_error(&self) -> Error {
-        let msg = self.extra.borrow().as_ref().and_then(|e| e.cancel_msg.clone());
+        let msg = self
+            .extra
+            .borrow()
+            .as_ref()
+            .and_then(|e| e.cancel_msg.clone());
         Error::Cancelled(Cancelled::new(msg))
     }
 
@@ -95,7 +102,10 @@ impl TaskData {
         }
         self.must_cancel.set(true);
         if msg.is_some() || self.extra.borrow().is_some() {
-            self.extra.borrow_mut().get_or_insert_with(Default::default).cancel_msg = msg;
+            self.extra
+                .borrow_mut()
+                .get_or_insert_with(Default::default)
+                .cancel_msg = msg;
         }
         let waker = self.waker.take();
         if let Some(w) = waker {
@@ -141,7 +151,10 @@ impl<T: 'static> TaskOps for Inner<T> {
         !self.is_pending()
     }
     fn is_cancelled(&self) -> bool {
-        matches!(self.slot.borrow().state, State::Done(Err(Error::Cancelled(_))))
+        matches!(
+            self.slot.borrow().state,
+            State::Done(Err(Error::Cancelled(_)))
+        )
     }
     fn cancel_dyn(self: Rc<Self>, msg: Option<Arc<str>>) -> bool {
         self.cancel_target(msg)
@@ -231,7 +244,9 @@ where
                 }
             }
             Ok(Poll::Ready(Err(e))) => Err(e),
-            Err(payload) => Err(Error::Panicked(Arc::from(tulipa_loop::panic_message(&*payload)))),
+            Err(payload) => Err(Error::Panicked(Arc::from(tulipa_loop::panic_message(
+                &*payload,
+            )))),
         };
         this.guard.finish(outcome);
         Poll::Ready(())
@@ -240,12 +255,16 @@ where
 
 /// Polls `fut` to completion, turning a panic into its message (used where a panicking piece of
 /// user code must not end the surrounding task).
-pub(crate) async fn catch_unwind_future<F: std::future::Future>(fut: F) -> std::result::Result<F::Output, Arc<str>> {
+pub(crate) async fn catch_unwind_future<F: std::future::Future>(
+    fut: F,
+) -> std::result::Result<F::Output, Arc<str>> {
     let mut fut = std::pin::pin!(fut);
-    std::future::poll_fn(|cx| match panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
-        Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
-        Ok(Poll::Pending) => Poll::Pending,
-        Err(p) => Poll::Ready(Err(Arc::from(tulipa_loop::panic_message(&*p)))),
+    std::future::poll_fn(|cx| {
+        match panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(p) => Poll::Ready(Err(Arc::from(tulipa_loop::panic_message(&*p)))),
+        }
     })
     .await
 }
@@ -348,7 +367,9 @@ where
     let scheduler = Scheduler::new(lp);
     let wrapped = TaskFuture {
         fut,
-        guard: FinishGuard { inner: inner.clone() },
+        guard: FinishGuard {
+            inner: inner.clone(),
+        },
     };
     let (runnable, handle) = async_task::spawn_local(wrapped, move |r| scheduler.schedule(r));
     td.handle.set(Some(handle));

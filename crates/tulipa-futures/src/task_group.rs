@@ -143,7 +143,8 @@ where
     F: FnOnce(TaskGroup) -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
 {
-    let parent = current_task().ok_or(Error::InvalidState("task groups work only inside a task"))?;
+    let parent =
+        current_task().ok_or(Error::InvalidState("task groups work only inside a task"))?;
     let lp = parent.get_loop().clone();
     let state = Rc::new(State {
         lp: lp.clone(),

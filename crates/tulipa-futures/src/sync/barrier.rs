@@ -74,7 +74,9 @@ impl Barrier {
         let mut g = self.cond.acquire().await?;
         // Block while the barrier drains or resets.
         self.cond
-            .wait_for(&mut g, || !matches!(st.phase.get(), Phase::Draining | Phase::Resetting))
+            .wait_for(&mut g, || {
+                !matches!(st.phase.get(), Phase::Draining | Phase::Resetting)
+            })
             .await?;
         if st.phase.get() == Phase::Broken {
             return Err(Error::BrokenBarrier);
@@ -85,7 +87,11 @@ impl Barrier {
             st.phase.set(Phase::Draining);
             self.cond.notify_all()
         } else {
-            match self.cond.wait_for(&mut g, || st.phase.get() != Phase::Filling).await {
+            match self
+                .cond
+                .wait_for(&mut g, || st.phase.get() != Phase::Filling)
+                .await
+            {
                 Ok(()) if matches!(st.phase.get(), Phase::Broken | Phase::Resetting) => {
                     Err(Error::BrokenBarrier)
                 }

@@ -81,7 +81,9 @@ impl Condition {
     fn check_held(&self, guard: &LockGuard) -> Result<()> {
         match guard.lock() {
             Some(l) if l.ptr_eq(&self.lock) && self.lock.locked() => Ok(()),
-            _ => Err(Error::InvalidState("the condition's lock is not held by this guard")),
+            _ => Err(Error::InvalidState(
+                "the condition's lock is not held by this guard",
+            )),
         }
     }
 
@@ -133,7 +135,11 @@ impl Condition {
     /// # Errors
     ///
     /// As [`wait`](Condition::wait).
-    pub async fn wait_for(&self, guard: &mut LockGuard, mut predicate: impl FnMut() -> bool) -> Result<()> {
+    pub async fn wait_for(
+        &self,
+        guard: &mut LockGuard,
+        mut predicate: impl FnMut() -> bool,
+    ) -> Result<()> {
         while !predicate() {
             self.wait(guard).await?;
         }

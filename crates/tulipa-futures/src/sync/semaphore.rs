@@ -135,7 +135,9 @@ impl Semaphore {
         if let Some(bound) = st.bound {
             // Units reserved for granted waiters are held too.
             if v + st.waiters.granted_count() > bound {
-                return Err(Error::InvalidArgument("BoundedSemaphore released too many times"));
+                return Err(Error::InvalidArgument(
+                    "BoundedSemaphore released too many times",
+                ));
             }
         }
         st.value.set(v);

@@ -76,7 +76,13 @@ impl WaitQueue {
 
     /// Grants every waiter.
     pub(crate) fn grant_all(&self) {
-        let all: Vec<Rc<Slot>> = self.q.borrow().iter().filter(|s| !s.granted()).cloned().collect();
+        let all: Vec<Rc<Slot>> = self
+            .q
+            .borrow()
+            .iter()
+            .filter(|s| !s.granted())
+            .cloned()
+            .collect();
         for s in all {
             s.grant();
         }
