@@ -62,6 +62,7 @@ struct Row {
     runtime: Runtime,
     ops_per_s: Vec<f64>,
     median_us: Vec<f64>,
+    p99_us: Vec<f64>,
     rss_kib: Vec<f64>,
 }
 
@@ -151,7 +152,7 @@ fn fmt_ops(v: f64) -> String {
 }
 
 fn print_table(rows: &[Row]) {
-    println!("| workload | runtime | ops/s (median) | min – max | median round trip | peak RSS | Tulipa / peer |");
+    println!("| workload | runtime | ops/s (median) | min – max | round trip p50 / p99 | peak RSS | Tulipa / peer |");
     println!("|---|---|---:|---:|---:|---:|---:|");
     for row in rows {
         let ops = median(&row.ops_per_s).unwrap_or(0.0);
@@ -159,7 +160,10 @@ fn print_table(rows: &[Row]) {
             .ops_per_s
             .iter()
             .fold((f64::MAX, 0.0f64), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
-        let latency = median(&row.median_us).map_or("–".to_string(), |us| format!("{us:.1} µs"));
+        let latency = match (median(&row.median_us), median(&row.p99_us)) {
+            (Some(p50), Some(p99)) => format!("{p50:.1} / {p99:.1} µs"),
+            _ => "–".to_string(),
+        };
         let rss =
             median(&row.rss_kib).map_or("–".to_string(), |k| format!("{:.1} MiB", k / 1024.0));
         let tulipa = rows
@@ -194,6 +198,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
                 runtime,
                 ops_per_s: Vec::new(),
                 median_us: Vec::new(),
+                p99_us: Vec::new(),
                 rss_kib: Vec::new(),
             });
         }
@@ -207,6 +212,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
                 .ok_or("bench-child printed no ops_per_s")?;
             row.ops_per_s.push(ops);
             row.median_us.extend(v["median_us"].as_f64());
+            row.p99_us.extend(v["p99_us"].as_f64());
             row.rss_kib.extend(v["peak_rss_kib"].as_f64());
             eprintln!(
                 "bench: rep {rep}/{} {:<18} {:<6} {:>10} ops/s",

@@ -147,9 +147,15 @@ pub fn round_trips(n: u64, mut submit: impl FnMut(Reply) -> bool) -> (Vec<u64>, 
 /// The median of `values` (the upper one of the two middle values for an even count); `None`
 /// when empty.
 pub fn median<T: Copy + PartialOrd>(values: &[T]) -> Option<T> {
+    percentile(values, 50)
+}
+
+/// The `p`-th percentile of `values` (nearest rank, `p` in 0..=100); `None` when empty.
+pub fn percentile<T: Copy + PartialOrd>(values: &[T], p: usize) -> Option<T> {
     let mut v = values.to_vec();
     v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-    v.get(v.len() / 2).copied()
+    let rank = (v.len() * p.min(100) / 100).min(v.len().saturating_sub(1));
+    v.get(rank).copied()
 }
 
 /// This process's peak resident set size in KiB (`VmHWM` of `/proc/self/status`); `None` where
@@ -177,6 +183,10 @@ mod tests {
     fn median_picks_the_middle() {
         assert_eq!(median(&[3, 1, 2]), Some(2));
         assert_eq!(median::<u32>(&[]), None);
+        let v: Vec<u32> = (1..=100).collect();
+        assert_eq!(percentile(&v, 99), Some(100));
+        assert_eq!(percentile(&v, 100), Some(100));
+        assert_eq!(percentile(&v, 0), Some(1));
     }
 
     #[test]

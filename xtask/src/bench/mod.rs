@@ -125,6 +125,8 @@ pub struct Sample {
     pub elapsed: Duration,
     /// Median round-trip time in microseconds (latency workload only).
     pub median_us: Option<f64>,
+    /// 99th-percentile round-trip time in microseconds (latency workload only).
+    pub p99_us: Option<f64>,
 }
 
 impl Sample {
@@ -134,6 +136,7 @@ impl Sample {
             ops,
             elapsed,
             median_us: None,
+            p99_us: None,
         }
     }
 
@@ -143,6 +146,7 @@ impl Sample {
             ops: took_ns.len() as u64,
             elapsed,
             median_us: common::median(took_ns).map(|ns| ns as f64 / 1e3),
+            p99_us: common::percentile(took_ns, 99).map(|ns| ns as f64 / 1e3),
         }
     }
 
@@ -160,6 +164,7 @@ impl Sample {
             "secs": self.elapsed.as_secs_f64(),
             "ops_per_s": self.ops_per_s().round() as u64,
             "median_us": self.median_us,
+            "p99_us": self.p99_us,
             "peak_rss_kib": common::peak_rss_kib(),
         })
         .to_string()
