@@ -5,7 +5,7 @@
 //! timers ([`EventLoop::call_later`], [`EventLoop::call_at`], [`EventLoop::call_repeatedly`]),
 //! callbacks on file descriptors ([`EventLoop::add_reader`], [`EventLoop::add_writer`]) and
 //! signal handlers ([`EventLoop::add_signal_handler`]), plus a thread-safe door
-//! ([`LoopHandle::call_soon_threadsafe`]) and a swappable [policy](policy).
+//! ([`LoopHandle::call_soon_threadsafe`]) and a swappable [policy].
 //!
 //! Everything above it in Tulipa stands on it: `tulipa-futures` (futures, tasks) plugs into
 //! [`EventLoop::run_until_complete`] through the [`Completion`] hook and runs its tasks through
