@@ -1,7 +1,7 @@
 //! mitogen's `Select`: scatter/gather over many receivers.
 //!
 //! A [`Select`] owns a set of *sources* — Tulipa futures and tasks (one message: their outcome),
-//! any [`Stream`](futures_core::Stream) such as a `message::Recver` (many messages), and other
+//! any [`futures_core::Stream`] such as a `message::Recver` (many messages), and other
 //! selects (nesting) — and hands out messages as they arrive with [`Select::get`], each tagged
 //! with the [`MemberId`] of the source that produced it. With `oneshot`, a source leaves the
 //! select once it delivered one message, so iterating with [`Select::next`] until `None` collects

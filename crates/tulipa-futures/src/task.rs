@@ -273,7 +273,8 @@ pub(crate) async fn catch_unwind_future<F: std::future::Future>(
 ///
 /// Create one with [`spawn`] or [`spawn_on`]. Awaiting the task gives its outcome: `Ok(value)`,
 /// the error its future returned (a panic becomes [`Error::Panicked`] with the message), or
-/// [`Error::Cancelled`]. See the [module docs](self) for why dropping the handle does not stop it.
+/// [`Error::Cancelled`]. Dropping the handle does not stop the task: as in asyncio, it runs until it is done or
+/// cancelled.
 ///
 /// # Examples
 ///
