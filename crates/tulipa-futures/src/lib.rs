@@ -83,8 +83,8 @@ pub use wait::{as_completed, wait, AsCompleted, DonePending, ReturnWhen};
 pub mod rt {
     pub use crate::cancel::take_cancellation;
     pub use tulipa_loop::{
-        policy, signal, Completion, DoneNotifier, Error as LoopError, EventLoop, ExceptionContext,
-        Handle, LoopHandle, LoopStats, ThreadsafeHandle, TimerHandle,
+        panic_message, policy, signal, Completion, DoneNotifier, Error as LoopError, EventLoop,
+        ExceptionContext, Handle, LoopHandle, LoopStats, ThreadsafeHandle, TimerHandle,
     };
 }
 

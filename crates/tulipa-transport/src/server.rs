@@ -1,0 +1,335 @@
+//! Servers: `create_server` and [`Server`] (PEP 3156 `start_serving`; asyncio's `Server`).
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+use socket2::{Domain, Protocol as IpProto, SockAddr, Socket, Type};
+use tulipa_futures::rt::{EventLoop, TimerHandle};
+use tulipa_futures::sync::Event;
+
+use crate::dns::getaddrinfo;
+use crate::error::{Error, Result};
+use crate::protocol::ProtocolFactory;
+use crate::transport::{Inner as TransportInner, Transport};
+
+/// Options of [`create_server`]; `Default` is asyncio's defaults.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ServerOptions {
+    /// The listen backlog (default 100, as asyncio).
+    pub backlog: i32,
+    /// `SO_REUSEADDR` (default true on Unix, as asyncio).
+    pub reuse_address: bool,
+    /// `SO_REUSEPORT`: several sockets (on several loops and threads) share the port.
+    pub reuse_port: bool,
+    /// Start accepting at once (default true); else call [`Server::start_serving`].
+    pub start_serving: bool,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            backlog: 100,
+            reuse_address: true,
+            reuse_port: false,
+            start_serving: true,
+        }
+    }
+}
+
+struct State {
+    lp: EventLoop,
+    sockets: RefCell<Vec<Socket>>,
+    factory: Rc<dyn ProtocolFactory>,
+    backlog: i32,
+    serving: Cell<bool>,
+    closed: Cell<bool>,
+    clients: RefCell<Vec<Weak<TransportInner>>>,
+    closed_event: Event,
+    retry: RefCell<Option<TimerHandle>>,
+}
+
+/// A listening server (asyncio's `Server`); a cheap handle (`Clone`).
+#[derive(Clone)]
+pub struct Server {
+    state: Rc<State>,
+}
+
+/// Listens on every address `host` resolves to, port `port` (0: a free port, the same for all
+/// sockets is not guaranteed), and attaches a protocol made by `factory` to each accepted
+/// connection (asyncio's `create_server`).
+///
+/// # Errors
+///
+/// [`Error::Resolve`]; [`Error::Io`] for bind or listen failures, for example
+/// `AddrInUse` when the port is taken.
+pub async fn create_server(
+    factory: impl ProtocolFactory,
+    host: &str,
+    port: u16,
+    options: ServerOptions,
+) -> Result<Server> {
+    let lp = EventLoop::running()?;
+    let addrs = getaddrinfo(host, port).await?;
+    let mut sockets = Vec::new();
+    for addr in addrs {
+        sockets.push(listen_socket(addr, &options)?);
+    }
+    let server = Server::from_sockets(&lp, sockets, Rc::new(factory), options.backlog);
+    if options.start_serving {
+        server.start_serving()?;
+    }
+    Ok(server)
+}
+
+fn listen_socket(addr: SocketAddr, o: &ServerOptions) -> Result<Socket> {
+    let op = |what: &str| format!("{what} {addr}");
+    let sock = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.cloexec(),
+        Some(IpProto::TCP),
+    )
+    .map_err(|e| Error::io(op("socket for"), e))?;
+    if o.reuse_address {
+        sock.set_reuse_address(true)
+            .map_err(|e| Error::io(op("SO_REUSEADDR on"), e))?;
+    }
+    if o.reuse_port {
+        sock.set_reuse_port(true)
+            .map_err(|e| Error::io(op("SO_REUSEPORT on"), e))?;
+    }
+    if addr.is_ipv6() {
+        // One socket per family, as asyncio does.
+        let _ = sock.set_only_v6(true);
+    }
+    sock.set_nonblocking(true)
+        .map_err(|e| Error::io(op("set_nonblocking on"), e))?;
+    sock.bind(&SockAddr::from(addr))
+        .map_err(|e| Error::io(op("bind to"), e))?;
+    sock.listen(o.backlog)
+        .map_err(|e| Error::io(op("listen on"), e))?;
+    Ok(sock)
+}
+
+impl Server {
+    /// A server over listening sockets you made yourself (they must be listening already).
+    pub fn from_sockets(
+        lp: &EventLoop,
+        sockets: Vec<Socket>,
+        factory: Rc<dyn ProtocolFactory>,
+        backlog: i32,
+    ) -> Server {
+        Server {
+            state: Rc::new(State {
+                lp: lp.clone(),
+                sockets: RefCell::new(sockets),
+                factory,
+                backlog: backlog.max(1),
+                serving: Cell::new(false),
+                closed: Cell::new(false),
+                clients: RefCell::new(Vec::new()),
+                closed_event: Event::new(),
+                retry: RefCell::new(None),
+            }),
+        }
+    }
+
+    /// Starts accepting connections (idempotent).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] after [`close`](Server::close); a loop error when a socket cannot be
+    /// watched.
+    pub fn start_serving(&self) -> Result<()> {
+        let st = &self.state;
+        if st.closed.get() {
+            return Err(Error::Closed);
+        }
+        if st.serving.replace(true) {
+            return Ok(());
+        }
+        for sock in st.sockets.borrow().iter() {
+            let fd = sock.as_raw_fd();
+            let weak = Rc::downgrade(&self.state);
+            st.lp.add_reader(fd, move || {
+                if let Some(st) = weak.upgrade() {
+                    accept_ready(&st, fd);
+                }
+            })?;
+        }
+        Ok(())
+    }
+
+    /// True while accepting.
+    pub fn is_serving(&self) -> bool {
+        self.state.serving.get()
+    }
+
+    /// The listening addresses.
+    pub fn sockets(&self) -> Vec<SockAddr> {
+        self.state
+            .sockets
+            .borrow()
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect()
+    }
+
+    /// The first listening address as an IP socket address (handy with port 0).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.sockets().first().and_then(SockAddr::as_socket)
+    }
+
+    /// Stops listening and closes the listening sockets; connections already accepted go on
+    /// (asyncio's `Server.close`). Idempotent.
+    pub fn close(&self) {
+        let st = &self.state;
+        if st.closed.replace(true) {
+            return;
+        }
+        stop_accepting(st);
+        st.sockets.borrow_mut().clear();
+        if let Some(t) = st.retry.borrow_mut().take() {
+            t.cancel();
+        }
+        self.check_closed();
+    }
+
+    fn live_clients(&self) -> Vec<Transport> {
+        let mut clients = self.state.clients.borrow_mut();
+        clients.retain(|w| w.strong_count() > 0);
+        clients
+            .iter()
+            .filter_map(Weak::upgrade)
+            .map(|inner| Transport { inner })
+            .collect()
+    }
+
+    /// Closes every accepted connection that is still open (asyncio's `close_clients`).
+    pub fn close_clients(&self) {
+        for t in self.live_clients() {
+            t.close();
+        }
+    }
+
+    /// Aborts every accepted connection (asyncio's `abort_clients`).
+    pub fn abort_clients(&self) {
+        for t in self.live_clients() {
+            t.abort();
+        }
+    }
+
+    fn check_closed(&self) {
+        if self.state.closed.get() && self.live_clients().iter().all(Transport::is_closing) {
+            self.state.closed_event.set();
+        }
+    }
+
+    /// Waits until the server is closed and its connections are closing (asyncio's
+    /// `wait_closed`, 3.12 semantics).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Futures`] when cancelled.
+    pub async fn wait_closed(&self) -> Result<()> {
+        loop {
+            self.check_closed();
+            if self.state.closed_event.is_set() {
+                return Ok(());
+            }
+            // Re-check after every loop tick a client may have closed on; cheap and bounded.
+            tulipa_futures::sleep(Duration::from_millis(10)).await?;
+        }
+    }
+
+    /// Serves until cancelled; on cancellation the server is closed (asyncio's `serve_forever`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Futures`] with the cancellation that ended it.
+    pub async fn serve_forever(&self) -> Result<()> {
+        self.start_serving()?;
+        let never = tulipa_futures::sync::Event::new();
+        let r = never.wait().await;
+        self.close();
+        r.map_err(Error::from)
+    }
+}
+
+fn stop_accepting(st: &State) {
+    if st.serving.replace(false) {
+        for sock in st.sockets.borrow().iter() {
+            st.lp.remove_reader(sock.as_raw_fd());
+        }
+    }
+}
+
+/// Accepts up to `backlog` connections per readiness, as asyncio does.
+fn accept_ready(st: &Rc<State>, fd: std::os::fd::RawFd) {
+    for _ in 0..st.backlog {
+        let accepted = {
+            let sockets = st.sockets.borrow();
+            let Some(listener) = sockets.iter().find(|s| s.as_raw_fd() == fd) else {
+                return;
+            };
+            listener.accept()
+        };
+        match accepted {
+            Ok((sock, _peer)) => {
+                let protocol = st.factory.make();
+                match Transport::from_socket(&st.lp, sock, protocol) {
+                    Ok((t, _made)) => st.clients.borrow_mut().push(Rc::downgrade(&t.inner)),
+                    Err(e) => tracing::error!(error = %e, "cannot set up an accepted connection"),
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                return
+            }
+            Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
+            Err(e) => {
+                // Out of fds or memory: stop accepting for a second instead of spinning.
+                tracing::error!(error = %e, "accept failed; pausing accepts for 1 s");
+                stop_accepting(st);
+                let weak = Rc::downgrade(st);
+                let timer = st.lp.call_later(Duration::from_secs(1), move || {
+                    if let Some(st) = weak.upgrade() {
+                        if !st.closed.get() {
+                            let _ = Server { state: st }.start_serving();
+                        }
+                    }
+                });
+                if let Ok(t) = timer {
+                    *st.retry.borrow_mut() = Some(t);
+                }
+                return;
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field(
+                "sockets",
+                &self
+                    .sockets()
+                    .iter()
+                    .map(SockAddr::as_socket)
+                    .collect::<Vec<_>>(),
+            )
+            .field("serving", &self.is_serving())
+            .field("closed", &self.state.closed.get())
+            .finish()
+    }
+}

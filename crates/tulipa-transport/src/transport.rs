@@ -1,0 +1,582 @@
+//! The stream transport over a socket (PEP 3156 "Transports"; asyncio's
+//! `_SelectorSocketTransport`), used for TCP and Unix stream sockets.
+//!
+//! Reading: the socket's fd has a level-triggered reader on the loop; each readiness reads once
+//! (at most 64 KiB, into a buffer shared by the thread's transports) and hands the bytes to
+//! `data_received`. Writing: `write` tries the socket at once when nothing is buffered and only
+//! buffers (and registers for writability) what the socket did not take; the registration stays
+//! until the buffer is empty. So a busy connection costs one `recv` and one `send` per message and
+//! no other syscall.
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::io::{self, IoSlice, Read};
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::panic::{self, AssertUnwindSafe};
+use std::rc::Rc;
+
+use socket2::{SockAddr, Socket};
+use tulipa_futures::rt::{EventLoop, ExceptionContext};
+use tulipa_futures::Future;
+
+use crate::error::{Error, Result};
+use crate::flow::Flow;
+use crate::protocol::Protocol;
+use crate::sys::SEND_FLAGS;
+
+/// Bytes read per readiness event, at most.
+pub const READ_SIZE: usize = 64 * 1024;
+
+thread_local! {
+    static READ_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_SIZE]);
+}
+
+#[derive(Default)]
+struct WriteBuf {
+    data: Vec<u8>,
+    start: usize,
+}
+
+impl WriteBuf {
+    fn len(&self) -> usize {
+        self.data.len() - self.start
+    }
+    fn pending(&self) -> &[u8] {
+        &self.data[self.start..]
+    }
+    fn consume(&mut self, n: usize) {
+        self.start += n;
+        if self.start == self.data.len() {
+            self.data.clear();
+            self.start = 0;
+        } else if self.start > 64 * 1024 && self.start * 2 > self.data.len() {
+            self.data.drain(..self.start);
+            self.start = 0;
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    lp: EventLoop,
+    sock: RefCell<Option<Socket>>,
+    fd: RawFd,
+    protocol: RefCell<Option<Box<dyn Protocol>>>,
+    closing: Cell<bool>,
+    lost: Cell<bool>,
+    eof_requested: Cell<bool>,
+    reading: Cell<bool>,
+    reader_on: Cell<bool>,
+    writer_on: Cell<bool>,
+    buf: RefCell<WriteBuf>,
+    flow: Flow,
+    peer: Option<SockAddr>,
+    local: Option<SockAddr>,
+    is_tcp: bool,
+}
+
+/// A handle to a stream transport (TCP or Unix socket); cheap to clone, `!Send`.
+///
+/// Created by [`create_connection`](crate::create_connection), servers, or
+/// [`Transport::from_socket`]; handed to the protocol in `connection_made`.
+#[derive(Clone)]
+pub struct Transport {
+    pub(crate) inner: Rc<Inner>,
+}
+
+impl Transport {
+    /// Wraps a connected socket and attaches `protocol`: on the next loop iteration the protocol's
+    /// `connection_made` runs, then reading starts. The returned future completes after
+    /// `connection_made`. TCP sockets get `TCP_NODELAY`, as asyncio does.
+    ///
+    /// # Errors
+    ///
+    /// When the socket cannot be made non-blocking, or the loop is closed.
+    pub fn from_socket(
+        lp: &EventLoop,
+        sock: Socket,
+        protocol: Box<dyn Protocol>,
+    ) -> Result<(Transport, Future<()>)> {
+        sock.set_nonblocking(true)
+            .map_err(|e| Error::io("set_nonblocking", e))?;
+        let is_tcp = sock.local_addr().ok().and_then(|a| a.as_socket()).is_some();
+        if is_tcp {
+            // Not fatal: some sockets (socketpairs passed as TCP) refuse it.
+            let _ = sock.set_tcp_nodelay(true);
+        }
+        let inner = Rc::new(Inner {
+            lp: lp.clone(),
+            fd: sock.as_raw_fd(),
+            peer: sock.peer_addr().ok(),
+            local: sock.local_addr().ok(),
+            sock: RefCell::new(Some(sock)),
+            protocol: RefCell::new(Some(protocol)),
+            closing: Cell::new(false),
+            lost: Cell::new(false),
+            eof_requested: Cell::new(false),
+            reading: Cell::new(true),
+            reader_on: Cell::new(false),
+            writer_on: Cell::new(false),
+            buf: RefCell::new(WriteBuf::default()),
+            flow: Flow::default(),
+            is_tcp,
+        });
+        let t = Transport { inner };
+        let made: Future<()> = Future::new(lp);
+        let (t2, made2) = (t.clone(), made.clone());
+        lp.call_soon(move || {
+            let t3 = t2.clone();
+            t2.inner
+                .call_protocol("connection_made", move |p| p.connection_made(t3));
+            if !t2.inner.closing.get() && t2.inner.reading.get() {
+                t2.inner.add_reader();
+            }
+            let _ = made2.set_result(());
+        })?;
+        Ok((t, made))
+    }
+
+    /// Writes `data`: sent at once if nothing is buffered, else buffered (see [`flow`](crate::flow)).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WriteAfterEof`] after [`write_eof`](Transport::write_eof); [`Error::Closed`]
+    /// once closing; the socket's error (the connection is then lost with that error too).
+    pub fn write(&self, data: &[u8]) -> Result<()> {
+        self.writelines(&[data])
+    }
+
+    /// Writes several buffers with one vectored `send` when nothing is buffered.
+    ///
+    /// # Errors
+    ///
+    /// As [`write`](Transport::write).
+    pub fn writelines(&self, parts: &[&[u8]]) -> Result<()> {
+        let t = &self.inner;
+        if t.eof_requested.get() {
+            return Err(Error::WriteAfterEof);
+        }
+        if t.closing.get() || t.lost.get() {
+            return Err(Error::Closed);
+        }
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        if total == 0 {
+            return Ok(());
+        }
+        let mut sent = 0;
+        if t.buf.borrow().len() == 0 {
+            let r = {
+                let sock = t.sock.borrow();
+                let Some(sock) = sock.as_ref() else {
+                    return Err(Error::Closed);
+                };
+                if parts.len() == 1 {
+                    sock.send_with_flags(parts[0], SEND_FLAGS)
+                } else {
+                    let slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
+                    sock.send_vectored_with_flags(&slices, SEND_FLAGS)
+                }
+            };
+            match r {
+                Ok(n) => sent = n,
+                Err(e) if retry(&e) => {}
+                Err(e) => {
+                    let err = Error::io("send", e);
+                    self.inner.fatal_error(err.clone());
+                    return Err(err);
+                }
+            }
+            if sent == total {
+                return Ok(());
+            }
+        }
+        {
+            let mut buf = t.buf.borrow_mut();
+            let mut skip = sent;
+            for p in parts {
+                if skip >= p.len() {
+                    skip -= p.len();
+                    continue;
+                }
+                buf.data.extend_from_slice(&p[skip..]);
+                skip = 0;
+            }
+        }
+        t.add_writer();
+        t.flow_changed();
+        Ok(())
+    }
+
+    /// Closes the writing side after the buffered data is sent (TCP half-close).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] once closing.
+    pub fn write_eof(&self) -> Result<()> {
+        let t = &self.inner;
+        if t.closing.get() || t.lost.get() {
+            return Err(Error::Closed);
+        }
+        if t.eof_requested.replace(true) {
+            return Ok(());
+        }
+        if t.buf.borrow().len() == 0 {
+            t.shutdown_write();
+        }
+        Ok(())
+    }
+
+    /// True: stream sockets support half-close.
+    pub fn can_write_eof(&self) -> bool {
+        true
+    }
+
+    /// Stops reading until [`resume_reading`](Transport::resume_reading); no `data_received`
+    /// meanwhile.
+    pub fn pause_reading(&self) {
+        let t = &self.inner;
+        if t.closing.get() || !t.reading.replace(false) {
+            return;
+        }
+        t.remove_reader();
+    }
+
+    /// Resumes reading.
+    pub fn resume_reading(&self) {
+        let t = &self.inner;
+        if t.closing.get() || t.reading.replace(true) {
+            return;
+        }
+        t.add_reader();
+    }
+
+    /// True while reading (not paused, not closing).
+    pub fn is_reading(&self) -> bool {
+        self.inner.reading.get() && !self.inner.closing.get()
+    }
+
+    /// Closes the transport: buffered data is still sent, then the protocol's
+    /// `connection_lost(None)` runs (on a later iteration). Idempotent.
+    pub fn close(&self) {
+        let t = &self.inner;
+        if t.closing.replace(true) {
+            return;
+        }
+        t.remove_reader();
+        if t.buf.borrow().len() == 0 && !t.lost.replace(true) {
+            t.schedule_lost(None);
+        }
+    }
+
+    /// Closes at once, dropping buffered data; `connection_lost(None)` follows.
+    pub fn abort(&self) {
+        self.inner.force_close(None);
+    }
+
+    /// True once `close` or `abort` was called (or the connection was lost).
+    pub fn is_closing(&self) -> bool {
+        self.inner.closing.get()
+    }
+
+    /// Sets the write-buffer watermarks (asyncio's rules: `high` defaults to 64 KiB, or 4 × `low`;
+    /// `low` defaults to `high / 4`).
+    ///
+    /// # Errors
+    ///
+    /// An invalid-argument error when `low > high`.
+    pub fn set_write_buffer_limits(&self, high: Option<usize>, low: Option<usize>) -> Result<()> {
+        self.inner.flow.set_limits(high, low)?;
+        self.inner.flow_changed();
+        Ok(())
+    }
+
+    /// `(low, high)` watermarks.
+    pub fn get_write_buffer_limits(&self) -> (usize, usize) {
+        self.inner.flow.limits()
+    }
+
+    /// Bytes buffered, not yet taken by the socket.
+    pub fn get_write_buffer_size(&self) -> usize {
+        self.inner.buf.borrow().len()
+    }
+
+    /// The peer's address (asyncio's `get_extra_info('peername')`).
+    pub fn peername(&self) -> Option<&SockAddr> {
+        self.inner.peer.as_ref()
+    }
+
+    /// The local address (`get_extra_info('sockname')`).
+    pub fn sockname(&self) -> Option<&SockAddr> {
+        self.inner.local.as_ref()
+    }
+
+    /// The peer's IP address and port, for TCP.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.inner.peer.as_ref().and_then(SockAddr::as_socket)
+    }
+
+    /// The local IP address and port, for TCP.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.inner.local.as_ref().and_then(SockAddr::as_socket)
+    }
+
+    /// The raw fd of the socket (`get_extra_info('socket')`); valid until the connection is lost.
+    pub fn fd(&self) -> RawFd {
+        self.inner.fd
+    }
+
+    /// Runs `f` with the socket, for options this type does not cover; `None` once closed.
+    pub fn with_socket<R>(&self, f: impl FnOnce(&Socket) -> R) -> Option<R> {
+        self.inner.sock.borrow().as_ref().map(f)
+    }
+
+    /// The loop this transport runs on.
+    pub fn get_loop(&self) -> &EventLoop {
+        &self.inner.lp
+    }
+}
+
+fn retry(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+    )
+}
+
+impl Inner {
+    fn add_reader(self: &Rc<Self>) {
+        if self.reader_on.replace(true) {
+            return;
+        }
+        let me = self.clone();
+        if let Err(e) = self.lp.add_reader(self.fd, move || me.on_readable()) {
+            self.reader_on.set(false);
+            self.fatal_error(e.into());
+        }
+    }
+
+    fn remove_reader(&self) {
+        if self.reader_on.replace(false) {
+            self.lp.remove_reader(self.fd);
+        }
+    }
+
+    fn add_writer(self: &Rc<Self>) {
+        if self.writer_on.replace(true) {
+            return;
+        }
+        let me = self.clone();
+        if let Err(e) = self.lp.add_writer(self.fd, move || me.on_writable()) {
+            self.writer_on.set(false);
+            self.fatal_error(e.into());
+        }
+    }
+
+    fn remove_writer(&self) {
+        if self.writer_on.replace(false) {
+            self.lp.remove_writer(self.fd);
+        }
+    }
+
+    /// Calls into the protocol unless it is already busy (re-entrant call) or gone. A panic in
+    /// the protocol is a fatal error of the connection, as asyncio treats an exception there.
+    fn call_protocol(
+        self: &Rc<Self>,
+        what: &'static str,
+        f: impl FnOnce(&mut dyn Protocol),
+    ) -> bool {
+        let Ok(mut guard) = self.protocol.try_borrow_mut() else {
+            return false;
+        };
+        let Some(p) = guard.as_mut() else {
+            return true;
+        };
+        let r = panic::catch_unwind(AssertUnwindSafe(|| f(&mut **p)));
+        drop(guard);
+        if let Err(payload) = r {
+            let msg = tulipa_futures::rt::panic_message(&*payload);
+            tracing::error!(fd = self.fd, callback = what, panic = %msg, "protocol panicked; closing the connection");
+            self.force_close(Some(Error::Futures(tulipa_futures::Error::Panicked(
+                msg.into(),
+            ))));
+        }
+        true
+    }
+
+    fn on_readable(self: &Rc<Self>) {
+        if self.lost.get() || !self.reading.get() {
+            return;
+        }
+        let mut local = Vec::new();
+        READ_BUF.with(|shared| {
+            let mut shared = shared.try_borrow_mut();
+            let buf: &mut [u8] = match shared.as_mut() {
+                Ok(b) => &mut b[..],
+                Err(_) => {
+                    local.resize(READ_SIZE, 0);
+                    &mut local[..]
+                }
+            };
+            let r = match self.sock.borrow().as_ref() {
+                Some(s) => (&*s).read(buf),
+                None => return,
+            };
+            match r {
+                Ok(0) => {
+                    drop(shared);
+                    self.read_eof();
+                }
+                Ok(n) => {
+                    let data = &buf[..n];
+                    self.call_protocol("data_received", |p| p.data_received(data));
+                }
+                Err(e) if retry(&e) => {}
+                Err(e) => self.fatal_error(Error::io("recv", e)),
+            }
+        });
+    }
+
+    fn read_eof(self: &Rc<Self>) {
+        self.remove_reader();
+        self.reading.set(false);
+        let mut keep_open = false;
+        self.call_protocol("eof_received", |p| keep_open = p.eof_received());
+        if !keep_open {
+            Transport {
+                inner: self.clone(),
+            }
+            .close();
+        }
+    }
+
+    fn on_writable(self: &Rc<Self>) {
+        if self.lost.get() {
+            return;
+        }
+        let r = {
+            let buf = self.buf.borrow();
+            if buf.len() == 0 {
+                Ok(0)
+            } else {
+                match self.sock.borrow().as_ref() {
+                    Some(s) => s.send_with_flags(buf.pending(), SEND_FLAGS),
+                    None => return,
+                }
+            }
+        };
+        match r {
+            Ok(n) => self.buf.borrow_mut().consume(n),
+            Err(e) if retry(&e) => return,
+            Err(e) => {
+                self.fatal_error(Error::io("send", e));
+                return;
+            }
+        }
+        self.flow_changed();
+        if self.buf.borrow().len() == 0 {
+            self.remove_writer();
+            if self.closing.get() {
+                if !self.lost.replace(true) {
+                    self.schedule_lost(None);
+                }
+            } else if self.eof_requested.get() {
+                self.shutdown_write();
+            }
+        }
+    }
+
+    fn shutdown_write(&self) {
+        if let Some(s) = self.sock.borrow().as_ref() {
+            let _ = s.shutdown(std::net::Shutdown::Write);
+        }
+    }
+
+    /// Tells the protocol about a watermark crossing, now or (if it is busy) next iteration.
+    fn flow_changed(self: &Rc<Self>) {
+        if !self.flow.update(self.buf.borrow().len()) {
+            return;
+        }
+        let me = self.clone();
+        let delivered = self.deliver_flow();
+        if !delivered {
+            let _ = self.lp.call_soon(move || {
+                me.deliver_flow();
+            });
+        }
+    }
+
+    fn deliver_flow(self: &Rc<Self>) -> bool {
+        if self.protocol.try_borrow_mut().is_err() {
+            return false;
+        }
+        if let Some(pause) = self.flow.take_due() {
+            if pause {
+                self.call_protocol("pause_writing", |p| p.pause_writing());
+            } else {
+                self.call_protocol("resume_writing", |p| p.resume_writing());
+            }
+        }
+        true
+    }
+
+    pub(crate) fn fatal_error(self: &Rc<Self>, err: Error) {
+        tracing::debug!(fd = self.fd, error = %err, "fatal error on transport");
+        self.force_close(Some(err));
+    }
+
+    fn force_close(self: &Rc<Self>, exc: Option<Error>) {
+        if self.lost.replace(true) {
+            return;
+        }
+        {
+            let mut buf = self.buf.borrow_mut();
+            buf.data = Vec::new();
+            buf.start = 0;
+        }
+        self.remove_writer();
+        self.closing.set(true);
+        self.remove_reader();
+        self.schedule_lost(exc);
+    }
+
+    fn schedule_lost(self: &Rc<Self>, exc: Option<Error>) {
+        let me = self.clone();
+        if self.lp.call_soon(move || me.connection_lost(exc)).is_err() {
+            // Closed loop: nothing will run any more; release the socket now.
+            self.remove_reader();
+            self.remove_writer();
+            self.sock.borrow_mut().take();
+        }
+    }
+
+    fn connection_lost(self: &Rc<Self>, exc: Option<Error>) {
+        self.remove_reader();
+        self.remove_writer();
+        let protocol = self.protocol.borrow_mut().take();
+        if let Some(mut p) = protocol {
+            if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| p.connection_lost(exc))) {
+                self.lp.call_exception_handler(
+                    ExceptionContext::new("protocol.connection_lost() panicked")
+                        .with_panic(&*payload)
+                        .with_source(format!("transport fd {}", self.fd)),
+                );
+            }
+        }
+        // Dropping the socket closes the fd; no callback refers to it any more.
+        self.sock.borrow_mut().take();
+    }
+}
+
+impl fmt::Debug for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = &self.inner;
+        f.debug_struct("Transport")
+            .field("fd", &t.fd)
+            .field("peer", &self.peer_addr())
+            .field("tcp", &t.is_tcp)
+            .field("closing", &t.closing.get())
+            .field("reading", &t.reading.get())
+            .field("buffered", &t.buf.borrow().len())
+            .finish()
+    }
+}
