@@ -18,7 +18,7 @@ use std::num::NonZeroUsize;
 use std::os::fd::RawFd;
 use std::panic::{self, AssertUnwindSafe, Location};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,7 +32,7 @@ use crate::exception::{default_exception_handler, ExceptionContext, ExceptionHan
 use crate::handle::{
     self, describe, is_cancelled, Callback, Handle, Kind, Once, Repeating, TimerHandle,
 };
-use crate::loop_handle::{LoopHandle, Remote, RemoteJob};
+use crate::loop_handle::{LoopHandle, Remote, RemoteCall, RemoteJob};
 use crate::sys;
 use crate::timers::Timers;
 
@@ -44,12 +44,8 @@ const SLOW_CALLBACK: Duration = Duration::from_millis(100);
 pub(crate) enum Job {
     Cb(Rc<dyn Callback>),
     Task(Runnable),
-    /// A `call_soon_threadsafe` job and its cancel flag, checked again right before it runs.
-    Remote(
-        Box<dyn FnOnce() + Send>,
-        Arc<AtomicBool>,
-        &'static Location<'static>,
-    ),
+    /// A `call_soon_threadsafe` job; its cancel flag is checked again right before it runs.
+    Remote(Box<dyn RemoteCall>),
 }
 
 #[derive(Default)]
@@ -266,7 +262,7 @@ impl EventLoop {
     #[track_caller]
     pub fn call_soon(&self, f: impl FnOnce() + 'static) -> Result<Handle> {
         self.check_open()?;
-        let cb = Once::new(f, Location::caller(), None, Kind::Callback);
+        let cb = Once::new(f, Location::caller(), (), Kind::Callback);
         self.core.ready.borrow_mut().push_back(Job::Cb(cb.clone()));
         Ok(Handle::new(cb))
     }
@@ -312,7 +308,7 @@ impl EventLoop {
     ) -> Result<TimerHandle> {
         self.check_open()?;
         let counter = self.core.timers.borrow().cancelled.clone();
-        let cb = Once::new(f, location, Some(counter), Kind::Timer);
+        let cb = Once::new(f, location, counter, Kind::Timer);
         self.core.push_timer(when, cb.clone());
         Ok(TimerHandle::new(
             Handle::new(cb),
@@ -717,11 +713,11 @@ impl Core {
         }
         self.remote.drain(|job| {
             let job = match job {
-                RemoteJob::Call(f, cancelled, loc) => {
-                    if cancelled.load(Ordering::Acquire) {
+                RemoteJob::Call(call) => {
+                    if call.cancelled() {
                         return;
                     }
-                    Job::Remote(f, cancelled, loc)
+                    Job::Remote(call)
                 }
                 RemoteJob::Task(r) => Job::Task(r),
                 RemoteJob::Stop => {
@@ -887,12 +883,13 @@ impl Core {
                 }
                 (None, None)
             }
-            Job::Remote(f, cancelled, location) => {
+            Job::Remote(call) => {
                 // Cancelled after the drain moved it to the ready queue, before it started.
-                if cancelled.load(Ordering::Acquire) {
+                if call.cancelled() {
                     return;
                 }
-                if let Err(p) = panic::catch_unwind(AssertUnwindSafe(f)) {
+                let location = call.location();
+                if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| call.call())) {
                     self.report_panic("threadsafe callback", Some(location), &*p);
                 }
                 (None, Some(location))

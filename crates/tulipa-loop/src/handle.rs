@@ -14,14 +14,29 @@ use std::time::Instant;
 /// Shared counter of cancelled timers still sitting in a timer heap (see `timers.rs`).
 pub(crate) type CancelCounter = Rc<Cell<usize>>;
 
-/// What every scheduled cell carries besides its closure.
+/// What every scheduled cell carries besides its closure: 16 bytes, so that a `call_soon` cell
+/// with a one-pointer closure fits a 48-byte allocation.
 pub(crate) struct Header {
-    cancelled: Cell<bool>,
-    /// Set while the cell sits in the timer heap; cancelling it then bumps `counter`.
-    in_heap: Cell<bool>,
-    counter: Option<CancelCounter>,
     location: &'static Location<'static>,
-    pub(crate) kind: Kind,
+    /// The fd or signal number for fd and signal callbacks.
+    tag: i32,
+    kind: KindTag,
+    flags: Cell<u8>,
+}
+
+const CANCELLED: u8 = 1;
+/// Set while the cell sits in the timer heap; cancelling it then bumps the heap's counter.
+const IN_HEAP: u8 = 2;
+
+#[derive(Clone, Copy, Debug)]
+#[repr(u8)]
+enum KindTag {
+    Callback,
+    Timer,
+    Repeating,
+    Reader,
+    Writer,
+    Signal,
 }
 
 /// What a cell is, for logs and exception contexts.
@@ -49,31 +64,70 @@ impl fmt::Display for Kind {
 }
 
 impl Header {
-    pub(crate) fn new(
-        location: &'static Location<'static>,
-        counter: Option<CancelCounter>,
-        kind: Kind,
-    ) -> Self {
+    pub(crate) fn new(location: &'static Location<'static>, kind: Kind) -> Self {
+        let (kind, tag) = match kind {
+            Kind::Callback => (KindTag::Callback, 0),
+            Kind::Timer => (KindTag::Timer, 0),
+            Kind::Repeating => (KindTag::Repeating, 0),
+            Kind::Reader(fd) => (KindTag::Reader, fd),
+            Kind::Writer(fd) => (KindTag::Writer, fd),
+            Kind::Signal(sig) => (KindTag::Signal, sig),
+        };
         Header {
-            cancelled: Cell::new(false),
-            in_heap: Cell::new(false),
-            counter,
             location,
+            tag,
             kind,
+            flags: Cell::new(0),
         }
     }
 
-    /// Marks the cell cancelled; true the first time.
-    fn mark_cancelled(&self) -> bool {
-        if self.cancelled.replace(true) {
-            return false;
+    pub(crate) fn kind(&self) -> Kind {
+        match self.kind {
+            KindTag::Callback => Kind::Callback,
+            KindTag::Timer => Kind::Timer,
+            KindTag::Repeating => Kind::Repeating,
+            KindTag::Reader => Kind::Reader(self.tag),
+            KindTag::Writer => Kind::Writer(self.tag),
+            KindTag::Signal => Kind::Signal(self.tag),
         }
-        if self.in_heap.get() {
-            if let Some(c) = &self.counter {
-                c.set(c.get() + 1);
-            }
+    }
+
+    fn cancelled(&self) -> bool {
+        self.flags.get() & CANCELLED != 0
+    }
+
+    /// Marks the cell cancelled; returns `Some(in_heap)` the first time.
+    fn mark_cancelled(&self) -> Option<bool> {
+        let f = self.flags.get();
+        if f & CANCELLED != 0 {
+            return None;
         }
-        true
+        self.flags.set(f | CANCELLED);
+        Some(f & IN_HEAP != 0)
+    }
+}
+
+/// Where a timer cell reports its cancellation: the heap's counter, or nowhere (`()`, zero-sized,
+/// for cells that never enter the heap).
+pub(crate) trait CancelSink: 'static {
+    fn bump(&self);
+}
+
+impl CancelSink for () {
+    fn bump(&self) {}
+}
+
+impl CancelSink for CancelCounter {
+    fn bump(&self) {
+        self.set(self.get() + 1);
+    }
+}
+
+impl CancelSink for Option<CancelCounter> {
+    fn bump(&self) {
+        if let Some(c) = self {
+            c.bump();
+        }
     }
 }
 
@@ -84,43 +138,48 @@ pub(crate) trait Callback {
     fn run(self: Rc<Self>, core: &Rc<crate::event_loop::Core>);
     /// Drops the closure. Called after the header was marked cancelled.
     fn drop_closure(&self);
+    /// Counts a cancellation of a cell that sits in the timer heap.
+    fn count_cancelled_in_heap(&self);
 }
 
 pub(crate) fn cancel(cb: &dyn Callback) {
-    if cb.header().mark_cancelled() {
+    if let Some(in_heap) = cb.header().mark_cancelled() {
+        if in_heap {
+            cb.count_cancelled_in_heap();
+        }
         cb.drop_closure();
     }
 }
 
 pub(crate) fn is_cancelled(cb: &dyn Callback) -> bool {
-    cb.header().cancelled.get()
+    cb.header().cancelled()
 }
 
 pub(crate) fn set_in_heap(cb: &dyn Callback, in_heap: bool) {
-    cb.header().in_heap.set(in_heap);
+    let h = cb.header();
+    let f = h.flags.get();
+    h.flags
+        .set(if in_heap { f | IN_HEAP } else { f & !IN_HEAP });
 }
 
-/// A callback that runs once (`call_soon`, `call_later`, `call_at`).
-pub(crate) struct Once<F> {
+/// A callback that runs once (`call_soon`: `C = ()`; `call_later`, `call_at`: the heap counter).
+pub(crate) struct Once<F, C> {
     header: Header,
+    sink: C,
     f: Cell<Option<F>>,
 }
 
-impl<F: FnOnce() + 'static> Once<F> {
-    pub(crate) fn new(
-        f: F,
-        location: &'static Location<'static>,
-        counter: Option<CancelCounter>,
-        kind: Kind,
-    ) -> Rc<Self> {
+impl<F: FnOnce() + 'static, C: CancelSink> Once<F, C> {
+    pub(crate) fn new(f: F, location: &'static Location<'static>, sink: C, kind: Kind) -> Rc<Self> {
         Rc::new(Once {
-            header: Header::new(location, counter, kind),
+            header: Header::new(location, kind),
+            sink,
             f: Cell::new(Some(f)),
         })
     }
 }
 
-impl<F: FnOnce() + 'static> Callback for Once<F> {
+impl<F: FnOnce() + 'static, C: CancelSink> Callback for Once<F, C> {
     fn header(&self) -> &Header {
         &self.header
     }
@@ -132,11 +191,15 @@ impl<F: FnOnce() + 'static> Callback for Once<F> {
     fn drop_closure(&self) {
         drop(self.f.take());
     }
+    fn count_cancelled_in_heap(&self) {
+        self.sink.bump();
+    }
 }
 
 /// A callback that runs many times: fd readers/writers, signal handlers and `call_repeatedly`.
 pub(crate) struct Repeating<F> {
     header: Header,
+    sink: Option<CancelCounter>,
     f: RefCell<Option<F>>,
     /// `Some(interval)` for `call_repeatedly`: after each run the cell goes back into the heap.
     interval: Option<std::time::Duration>,
@@ -151,7 +214,8 @@ impl<F: FnMut() + 'static> Repeating<F> {
         kind: Kind,
     ) -> Rc<Self> {
         Rc::new(Repeating {
-            header: Header::new(location, counter, kind),
+            header: Header::new(location, kind),
+            sink: counter,
             f: RefCell::new(Some(f)),
             interval,
         })
@@ -173,7 +237,7 @@ impl<F: FnMut() + 'static> Callback for Repeating<F> {
             // loop reports the panic. Otherwise a level-triggered reader would stay registered
             // with no closure, and the loop would spin on its ready fd doing nothing.
             let result = panic::catch_unwind(AssertUnwindSafe(&mut f));
-            if !self.header.cancelled.get() {
+            if !self.header.cancelled() {
                 *self.f.borrow_mut() = Some(f);
             }
             if let Err(payload) = result {
@@ -183,7 +247,7 @@ impl<F: FnMut() + 'static> Callback for Repeating<F> {
         };
         f();
         // Reached only when `f` returned normally: a panic ends a repeating call (PEP 3156).
-        if self.header.cancelled.get() {
+        if self.header.cancelled() {
             return; // cancelled during the call: `f` is dropped here
         }
         *self.f.borrow_mut() = Some(f);
@@ -201,6 +265,9 @@ impl<F: FnMut() + 'static> Callback for Repeating<F> {
             drop(slot);
             drop(f);
         }
+    }
+    fn count_cancelled_in_heap(&self) {
+        self.sink.bump();
     }
 }
 
@@ -241,7 +308,7 @@ impl Handle {
 impl fmt::Debug for Handle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Handle")
-            .field("kind", &format_args!("{}", self.cb.header().kind))
+            .field("kind", &format_args!("{}", self.cb.header().kind()))
             .field("cancelled", &self.cancelled())
             .field("scheduled_at", &format_args!("{}", self.scheduled_at()))
             .finish()
@@ -294,5 +361,5 @@ impl fmt::Debug for TimerHandle {
 
 pub(crate) fn describe(cb: &dyn Callback) -> (Kind, &'static Location<'static>) {
     let h = cb.header();
-    (h.kind, h.location)
+    (h.kind(), h.location)
 }

@@ -16,10 +16,33 @@ use polling::Poller;
 
 use crate::error::{Error, Result};
 
-type RemoteFn = Box<dyn FnOnce() + Send + 'static>;
+/// A `call_soon_threadsafe` job: the closure, its cancel flag and call site in one allocation.
+pub(crate) trait RemoteCall: Send {
+    fn cancelled(&self) -> bool;
+    fn location(&self) -> &'static Location<'static>;
+    fn call(self: Box<Self>);
+}
+
+struct Call<F> {
+    f: F,
+    cancelled: Arc<AtomicBool>,
+    location: &'static Location<'static>,
+}
+
+impl<F: FnOnce() + Send> RemoteCall for Call<F> {
+    fn cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
+    }
+    fn location(&self) -> &'static Location<'static> {
+        self.location
+    }
+    fn call(self: Box<Self>) {
+        (self.f)();
+    }
+}
 
 pub(crate) enum RemoteJob {
-    Call(RemoteFn, Arc<AtomicBool>, &'static Location<'static>),
+    Call(Box<dyn RemoteCall>),
     Task(Runnable),
     Stop,
 }
@@ -155,8 +178,11 @@ impl LoopHandle {
     ) -> Result<ThreadsafeHandle> {
         let cancelled = Arc::new(AtomicBool::new(false));
         let location = Location::caller();
-        self.remote
-            .push(RemoteJob::Call(Box::new(f), cancelled.clone(), location))?;
+        self.remote.push(RemoteJob::Call(Box::new(Call {
+            f,
+            cancelled: cancelled.clone(),
+            location,
+        })))?;
         Ok(ThreadsafeHandle {
             cancelled,
             location,
