@@ -153,30 +153,41 @@ impl<T: 'static> Select<T> {
     /// Polls the sources once, fairly (the starting point rotates).
     pub fn poll_get(&self, cx: &mut Context<'_>) -> Poll<Option<(MemberId, T)>> {
         let mut members = self.members.borrow_mut();
-        let n = members.len();
-        if n == 0 {
+        if members.is_empty() {
             return Poll::Ready(None);
         }
-        let start = self.start.get() % n;
-        let mut i = 0;
-        while i < members.len() {
-            let idx = (start + i) % members.len();
-            match members[idx].src.poll_message(cx) {
+        // One round over every source, starting at `pos`. Removing the source at `pos` shifts the
+        // ones after it down by one, so the next source to poll is then at `pos` itself (or at 0
+        // when the removed one was last): every source is polled once per round, none skipped.
+        let mut pos = self.start.get() % members.len();
+        let mut left = members.len();
+        while left > 0 {
+            match members[pos].src.poll_message(cx) {
                 Poll::Ready(Some(msg)) => {
-                    let id = members[idx].id;
+                    let id = members[pos].id;
                     if self.oneshot {
-                        members.remove(idx);
+                        // The next source has moved into `pos`: start there next time.
+                        members.remove(pos);
+                        self.start.set(pos);
+                    } else {
+                        self.start.set(pos + 1);
                     }
-                    self.start.set(idx + 1);
                     return Poll::Ready(Some((id, msg)));
                 }
                 Poll::Ready(None) => {
-                    members.remove(idx);
+                    members.remove(pos);
+                    left -= 1;
                     if members.is_empty() {
                         return Poll::Ready(None);
                     }
+                    if pos == members.len() {
+                        pos = 0;
+                    }
                 }
-                Poll::Pending => i += 1,
+                Poll::Pending => {
+                    left -= 1;
+                    pos = (pos + 1) % members.len();
+                }
             }
         }
         Poll::Pending
