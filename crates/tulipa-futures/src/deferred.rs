@@ -30,6 +30,7 @@ use tulipa_loop::{EventLoop, ExceptionContext};
 use crate::error::{Error, Result};
 use crate::future::Future;
 use crate::sync::Event;
+use crate::task::catch_unwind_future;
 use crate::timeout::timeout;
 
 type CallFuture = Pin<Box<dyn StdFuture<Output = ()>>>;
@@ -166,9 +167,14 @@ impl<S: 'static> Deferred<S> {
             name,
             Box::new(move |s| {
                 Box::pin(async move {
-                    let _ = match f(s).await {
-                        Ok(v) => r2.set_result(v),
-                        Err(e) => r2.set_exception(e),
+                    // A panic must reach the caller too, or it would wait forever for a result
+                    // nobody sets (`f(s)` is inside the guarded block: it may panic as well).
+                    let outcome = catch_unwind_future(async move { f(s).await }).await;
+                    // The caller may be gone (timed out, cancelled): then nobody wants the result.
+                    let _ = match outcome {
+                        Ok(Ok(v)) => r2.set_result(v),
+                        Ok(Err(e)) => r2.set_exception(e),
+                        Err(msg) => r2.set_exception(Error::Panicked(msg)),
                     };
                 })
             }),
@@ -177,7 +183,9 @@ impl<S: 'static> Deferred<S> {
             None => result.clone().await,
             Some(d) => timeout(d, result.clone()).await,
         };
-        if outcome.is_err() && !result.done() {
+        if outcome.is_err() {
+            // Not `!result.done()`: the timeout or the cancellation has just cancelled `result`
+            // itself. Whether the call started is whether it is still in the mailbox.
             self.withdraw(id);
         }
         outcome
@@ -230,7 +238,7 @@ impl<S: 'static> Deferred<S> {
                 let name = entry.name;
                 let run = (entry.call)(self.inner.state.clone());
                 // A panicking call must not take the owner down: report it and go on.
-                match crate::task::catch_unwind_future(run).await {
+                match catch_unwind_future(run).await {
                     Ok(()) => {}
                     Err(msg) => {
                         if let Ok(lp) = EventLoop::running() {
