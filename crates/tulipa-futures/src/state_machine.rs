@@ -7,8 +7,12 @@
 //! as its last action simply returns). A transition that was not declared is an
 //! [`Error::Validation`]. `on_start` callbacks see the new state's name and its arguments before
 //! the state runs.
+//!
+//! A replaced state may still clean up, but it no longer owns the machine: a `goto` through the
+//! handle its body was given is refused with [`Error::Validation`] once another state has been
+//! entered (in gevent_async the replaced greenlet is simply gone).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future as StdFuture;
@@ -36,6 +40,8 @@ struct Inner<A: 'static> {
     on_start: Vec<OnStart<A>>,
     current: RefCell<Option<(&'static str, Task<()>)>>,
     history: RefCell<Vec<&'static str>>,
+    /// How many states have been entered; numbers each entry.
+    entries: Cell<u64>,
 }
 
 /// A state machine whose current state runs as a task; a cheap handle (`Clone`). `A` is the type
@@ -68,12 +74,16 @@ struct Inner<A: 'static> {
 /// ```
 pub struct StateMachine<A: 'static> {
     inner: Rc<Inner<A>>,
+    /// For the handle given to a state's body: that state and the number of its entry, so that
+    /// the state cannot move the machine once it has been replaced. `None` for other handles.
+    owner: Option<(&'static str, u64)>,
 }
 
 impl<A> Clone for StateMachine<A> {
     fn clone(&self) -> Self {
         StateMachine {
             inner: self.inner.clone(),
+            owner: self.owner,
         }
     }
 }
@@ -123,7 +133,9 @@ impl<A: 'static> Builder<A> {
                 on_start: self.on_start,
                 current: RefCell::new(None),
                 history: RefCell::new(Vec::new()),
+                entries: Cell::new(0),
             }),
+            owner: None,
         }
     }
 }
@@ -151,8 +163,16 @@ impl<A: 'static> StateMachine<A> {
     ///
     /// # Errors
     ///
-    /// [`Error::Validation`] for an undeclared transition or an unknown state.
+    /// [`Error::Validation`] for an undeclared transition or an unknown state, or when called
+    /// through the handle of a state that has been replaced.
     pub fn goto(&self, name: &'static str, args: A) -> Result<()> {
+        if let Some((state, entry)) = self.owner {
+            if entry != self.inner.entries.get() {
+                return Err(Error::Validation(Arc::from(format!(
+                    "goto('{name}') from state '{state}', which has been replaced"
+                ))));
+            }
+        }
         let from = self.current().ok_or_else(|| {
             Error::Validation(Arc::from(format!(
                 "goto('{name}') before the machine started"
@@ -182,7 +202,13 @@ impl<A: 'static> StateMachine<A> {
             cb(name, &args);
         }
         let body = def.body.clone();
-        let task = spawn_on(&inner.lp, body(self.clone(), args))?;
+        let entry = inner.entries.get() + 1;
+        let handle = StateMachine {
+            inner: inner.clone(),
+            owner: Some((name, entry)),
+        };
+        let task = spawn_on(&inner.lp, body(handle, args))?;
+        inner.entries.set(entry);
         task.set_name(format!("state '{name}'"));
         let previous = inner.current.borrow_mut().replace((name, task));
         inner.history.borrow_mut().push(name);
