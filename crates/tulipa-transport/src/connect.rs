@@ -2,16 +2,13 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 
 use socket2::{Domain, Protocol as IpProto, SockAddr, Socket, Type};
 use tulipa_futures::rt::EventLoop;
-use tulipa_futures::Future;
 
 use crate::dns::getaddrinfo;
 use crate::error::{Error, Result};
 use crate::protocol::Protocol;
-use crate::sys::EINPROGRESS;
 use crate::transport::Transport;
 
 /// Options of [`create_connection`]; `Default` is what asyncio does by default.
@@ -60,7 +57,7 @@ pub async fn create_connection<P: Protocol>(
     let addrs = getaddrinfo(host, port).await?;
     let mut errors = Vec::new();
     for addr in addrs {
-        match connect_addr(&lp, addr, &options).await {
+        match connect_addr(addr, &options).await {
             Ok(sock) => return attach(&lp, sock, Box::new(factory())).await,
             Err(e) if e.is_cancelled() => return Err(e),
             Err(e) => errors.push(e),
@@ -102,11 +99,7 @@ async fn attach(lp: &EventLoop, sock: Socket, protocol: Box<dyn Protocol>) -> Re
 }
 
 /// A non-blocking connect to one address.
-pub(crate) async fn connect_addr(
-    lp: &EventLoop,
-    addr: SocketAddr,
-    options: &ConnectOptions,
-) -> Result<Socket> {
+pub(crate) async fn connect_addr(addr: SocketAddr, options: &ConnectOptions) -> Result<Socket> {
     let op = || format!("connect to {addr}");
     let sock = Socket::new(
         Domain::for_address(addr),
@@ -119,38 +112,6 @@ pub(crate) async fn connect_addr(
         sock.bind(&SockAddr::from(local))
             .map_err(|e| Error::io(format!("bind to {local}"), e))?;
     }
-    match sock.connect(&SockAddr::from(addr)) {
-        Ok(()) => return Ok(sock),
-        Err(e)
-            if e.raw_os_error() == Some(EINPROGRESS) || e.kind() == io::ErrorKind::WouldBlock => {}
-        Err(e) => return Err(Error::io(op(), e)),
-    }
-    wait_writable(lp, sock.as_raw_fd()).await?;
-    match sock.take_error() {
-        Ok(None) => Ok(sock),
-        Ok(Some(e)) | Err(e) => Err(Error::io(op(), e)),
-    }
-}
-
-/// Waits until `fd` is writable; the writer is removed however the wait ends.
-pub(crate) async fn wait_writable(lp: &EventLoop, fd: std::os::fd::RawFd) -> Result<()> {
-    let ready: Future<()> = Future::new(lp);
-    let r2 = ready.clone();
-    lp.add_writer(fd, move || {
-        let _ = r2.set_result(());
-    })?;
-    let _guard = RemoveWriter { lp: lp.clone(), fd };
-    ready.await?;
-    Ok(())
-}
-
-struct RemoveWriter {
-    lp: EventLoop,
-    fd: std::os::fd::RawFd,
-}
-
-impl Drop for RemoveWriter {
-    fn drop(&mut self) {
-        self.lp.remove_writer(self.fd);
-    }
+    crate::sock::sock_connect(&sock, &SockAddr::from(addr)).await?;
+    Ok(sock)
 }

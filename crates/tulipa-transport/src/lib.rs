@@ -41,9 +41,12 @@ mod error;
 pub mod flow;
 mod protocol;
 mod server;
+pub mod sock;
 pub mod streams;
 mod sys;
 mod transport;
+mod udp;
+pub mod unix;
 
 pub use connect::{connect_socket, create_connection, ConnectOptions};
 pub use dns::getaddrinfo;
@@ -51,3 +54,4 @@ pub use error::{Error, Result};
 pub use protocol::{Protocol, ProtocolFactory};
 pub use server::{create_server, Server, ServerOptions};
 pub use transport::{Transport, READ_SIZE};
+pub use udp::{create_datagram_endpoint, DatagramOptions, DatagramProtocol, DatagramTransport};

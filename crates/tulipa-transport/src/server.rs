@@ -52,6 +52,7 @@ struct State {
     clients: RefCell<Vec<Weak<TransportInner>>>,
     closed_event: Event,
     retry: RefCell<Option<TimerHandle>>,
+    unix_path: RefCell<Option<std::path::PathBuf>>,
 }
 
 /// A listening server (asyncio's `Server`); a cheap handle (`Clone`).
@@ -135,8 +136,14 @@ impl Server {
                 clients: RefCell::new(Vec::new()),
                 closed_event: Event::new(),
                 retry: RefCell::new(None),
+                unix_path: RefCell::new(None),
             }),
         }
+    }
+
+    /// Removes this Unix socket file when the server closes.
+    pub(crate) fn remove_on_close(&self, path: std::path::PathBuf) {
+        *self.state.unix_path.borrow_mut() = Some(path);
     }
 
     /// Starts accepting connections (idempotent).
@@ -194,6 +201,9 @@ impl Server {
         }
         stop_accepting(st);
         st.sockets.borrow_mut().clear();
+        if let Some(p) = st.unix_path.borrow_mut().take() {
+            let _ = std::fs::remove_file(p);
+        }
         if let Some(t) = st.retry.borrow_mut().take() {
             t.cancel();
         }

@@ -562,6 +562,20 @@ pub async fn open_connection(
     Ok((reader, StreamWriter { transport, shared }))
 }
 
+/// Connects to the Unix socket at `path` (asyncio's `open_unix_connection`).
+///
+/// # Errors
+///
+/// As [`create_unix_connection`](crate::unix::create_unix_connection).
+pub async fn open_unix_connection(
+    path: impl AsRef<std::path::Path>,
+    limit: usize,
+) -> Result<(StreamReader, StreamWriter)> {
+    let (reader, shared, proto) = make_pair(limit);
+    let transport = crate::unix::create_unix_connection(move || proto, path).await?;
+    Ok((reader, StreamWriter { transport, shared }))
+}
+
 /// Serves `host:port`, running `client_connected(reader, writer)` as a task for each connection
 /// (asyncio's `start_server`).
 ///
@@ -579,8 +593,38 @@ where
     F: Fn(StreamReader, StreamWriter) -> Fut + 'static,
     Fut: std::future::Future<Output = Result<()>> + 'static,
 {
+    create_server(stream_factory(client_connected, limit), host, port, options).await
+}
+
+/// Serves the Unix socket `path` with streams (asyncio's `start_unix_server`).
+///
+/// # Errors
+///
+/// As [`create_unix_server`](crate::unix::create_unix_server).
+pub async fn start_unix_server<F, Fut>(
+    client_connected: F,
+    path: impl AsRef<std::path::Path>,
+    limit: usize,
+    options: ServerOptions,
+) -> Result<Server>
+where
+    F: Fn(StreamReader, StreamWriter) -> Fut + 'static,
+    Fut: std::future::Future<Output = Result<()>> + 'static,
+{
+    crate::unix::create_unix_server(stream_factory(client_connected, limit), path, options).await
+}
+
+/// A protocol factory that runs `client_connected(reader, writer)` as a task per connection.
+fn stream_factory<F, Fut>(
+    client_connected: F,
+    limit: usize,
+) -> impl Fn() -> StreamProtocol + 'static
+where
+    F: Fn(StreamReader, StreamWriter) -> Fut + 'static,
+    Fut: std::future::Future<Output = Result<()>> + 'static,
+{
     let cb = Rc::new(client_connected);
-    let factory = move || {
+    move || {
         let (reader, shared, mut proto) = make_pair(limit);
         let cb = cb.clone();
         proto.on_connect = Some(Box::new(move |transport: Transport| {
@@ -600,6 +644,5 @@ where
             }
         }));
         proto
-    };
-    create_server(factory, host, port, options).await
+    }
 }

@@ -1,0 +1,150 @@
+//! UDP endpoints: asyncio's test_events datagram cases, on real sockets on 127.0.0.1.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use tulipa_futures::{run, sync::Event};
+use tulipa_transport::{
+    create_datagram_endpoint, DatagramOptions, DatagramProtocol, DatagramTransport, Error,
+};
+
+#[derive(Default)]
+struct Log {
+    made: usize,
+    got: Vec<(Vec<u8>, SocketAddr)>,
+    lost: Vec<Option<String>>,
+}
+
+struct Recorder {
+    log: Rc<RefCell<Log>>,
+    arrived: Event,
+    echo: Option<DatagramTransport>,
+}
+
+impl DatagramProtocol for Recorder {
+    fn connection_made(&mut self, t: DatagramTransport) {
+        self.log.borrow_mut().made += 1;
+        self.echo = Some(t);
+    }
+    fn datagram_received(&mut self, data: &[u8], addr: SocketAddr) {
+        self.log.borrow_mut().got.push((data.to_vec(), addr));
+        self.arrived.set();
+    }
+    fn connection_lost(&mut self, exc: Option<Error>) {
+        self.log.borrow_mut().lost.push(exc.map(|e| e.to_string()));
+        self.echo = None;
+    }
+}
+
+fn local() -> DatagramOptions {
+    let mut o = DatagramOptions::default();
+    o.local_addr = Some("127.0.0.1:0".parse().unwrap());
+    o
+}
+
+#[test]
+fn datagrams_travel_between_two_endpoints_with_their_sender_address() {
+    run(async {
+        let (la, lb) = (
+            Rc::new(RefCell::new(Log::default())),
+            Rc::new(RefCell::new(Log::default())),
+        );
+        let (ea, eb) = (Event::new(), Event::new());
+        let (la2, ea2) = (la.clone(), ea.clone());
+        let a = create_datagram_endpoint(
+            move || Recorder {
+                log: la2,
+                arrived: ea2,
+                echo: None,
+            },
+            local(),
+        )
+        .await?;
+        let (lb2, eb2) = (lb.clone(), eb.clone());
+        let b = create_datagram_endpoint(
+            move || Recorder {
+                log: lb2,
+                arrived: eb2,
+                echo: None,
+            },
+            local(),
+        )
+        .await?;
+        let (pa, pb) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+        a.sendto(b"ping", Some(pb))?;
+        eb.wait().await?;
+        b.sendto(b"pong", Some(pa))?;
+        ea.wait().await?;
+        assert_eq!(lb.borrow().got, vec![(b"ping".to_vec(), pa)]);
+        assert_eq!(la.borrow().got, vec![(b"pong".to_vec(), pb)]);
+        assert_eq!((la.borrow().made, lb.borrow().made), (1, 1));
+        a.close();
+        b.close();
+        tulipa_futures::sleep(std::time::Duration::ZERO).await?;
+        tulipa_futures::sleep(std::time::Duration::ZERO).await?;
+        assert_eq!(la.borrow().lost, vec![None]);
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_connected_endpoint_sends_without_an_address_and_refuses_another_one() {
+    run(async {
+        let log = Rc::new(RefCell::new(Log::default()));
+        let ev = Event::new();
+        let (l2, e2) = (log.clone(), ev.clone());
+        let server = create_datagram_endpoint(
+            move || Recorder {
+                log: l2,
+                arrived: e2,
+                echo: None,
+            },
+            local(),
+        )
+        .await?;
+        let port = server.local_addr().unwrap().port();
+        let mut o = DatagramOptions::default();
+        o.remote_addr = Some(("127.0.0.1".into(), port));
+        let client = create_datagram_endpoint(
+            || Recorder {
+                log: Rc::default(),
+                arrived: Event::new(),
+                echo: None,
+            },
+            o,
+        )
+        .await?;
+        assert_eq!(client.peer_addr().map(|a| a.port()), Some(port));
+        client.sendto(b"hello", None)?;
+        ev.wait().await?;
+        assert_eq!(log.borrow().got[0].0, b"hello");
+        let other: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        assert!(client.sendto(b"x", Some(other)).is_err());
+        client.close();
+        assert!(matches!(client.sendto(b"late", None), Err(Error::Closed)));
+        server.close();
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn sendto_without_an_address_on_an_unconnected_endpoint_is_an_error() {
+    run(async {
+        let t = create_datagram_endpoint(
+            || Recorder {
+                log: Rc::default(),
+                arrived: Event::new(),
+                echo: None,
+            },
+            local(),
+        )
+        .await?;
+        assert!(t.sendto(b"x", None).is_err());
+        t.abort();
+        Ok(())
+    })
+    .unwrap();
+}
