@@ -51,7 +51,7 @@ pub mod unix;
 pub use connect::{connect_socket, create_connection, ConnectOptions};
 pub use dns::getaddrinfo;
 pub use error::{Error, Result};
-pub use protocol::{Protocol, ProtocolFactory};
+pub use protocol::{Buffered, BufferedProtocol, Protocol, ProtocolFactory};
 pub use server::{create_server, Server, ServerOptions};
 pub use transport::{Transport, READ_SIZE};
 pub use udp::{create_datagram_endpoint, DatagramOptions, DatagramProtocol, DatagramTransport};

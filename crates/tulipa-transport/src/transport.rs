@@ -407,6 +407,9 @@ impl Inner {
         if self.lost.get() || !self.reading.get() {
             return;
         }
+        if self.read_into_protocol_buffer() {
+            return;
+        }
         let mut local = Vec::new();
         READ_BUF.with(|shared| {
             let mut shared = shared.try_borrow_mut();
@@ -434,6 +437,56 @@ impl Inner {
                 Err(e) => self.fatal_error(Error::io("recv", e)),
             }
         });
+    }
+
+    /// The `BufferedProtocol` path: read straight into the protocol's own buffer. Returns false
+    /// when the protocol offers no buffer (then `data_received` is used).
+    fn read_into_protocol_buffer(self: &Rc<Self>) -> bool {
+        enum Got {
+            NoBuffer,
+            Eof,
+            Data,
+            Nothing,
+            Failed(Error),
+        }
+        let mut got = Got::NoBuffer;
+        let sock_ref = self.sock.borrow();
+        let Some(sock) = sock_ref.as_ref() else {
+            return true;
+        };
+        self.call_protocol("get_buffer", |p| {
+            let Some(buf) = p.get_buffer(READ_SIZE) else {
+                return;
+            };
+            if buf.is_empty() {
+                got = Got::Failed(Error::Futures(tulipa_futures::Error::InvalidState(
+                    "get_buffer() returned an empty buffer",
+                )));
+                return;
+            }
+            got = match (&*sock).read(buf) {
+                Ok(0) => Got::Eof,
+                Ok(n) => {
+                    p.buffer_updated(n);
+                    Got::Data
+                }
+                Err(e) if retry(&e) => Got::Nothing,
+                Err(e) => Got::Failed(Error::io("recv", e)),
+            };
+        });
+        drop(sock_ref);
+        match got {
+            Got::NoBuffer => false,
+            Got::Data | Got::Nothing => true,
+            Got::Eof => {
+                self.read_eof();
+                true
+            }
+            Got::Failed(e) => {
+                self.fatal_error(e);
+                true
+            }
+        }
     }
 
     fn read_eof(self: &Rc<Self>) {
