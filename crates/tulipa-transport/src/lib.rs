@@ -39,6 +39,7 @@ mod connect;
 mod dns;
 mod error;
 pub mod flow;
+pub mod multicore;
 mod protocol;
 mod server;
 pub mod sock;
