@@ -14,6 +14,33 @@ struct Slab {
 
 thread_local! {
     static TASKS: RefCell<Slab> = RefCell::new(Slab::default());
+    /// Loops that already have the close hook below.
+    static HOOKED: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Makes sure that closing `lp` aborts the tasks it still has pending: a task waiting for
+/// something that will never come would otherwise keep itself (and whatever its future owns:
+/// sockets, buffers) alive forever through its own waker.
+pub(crate) fn hook_loop(lp: &tulipa_loop::EventLoop) {
+    let id = lp.id();
+    let new = HOOKED.with(|h| {
+        let mut h = h.borrow_mut();
+        if h.contains(&id) {
+            false
+        } else {
+            h.push(id);
+            true
+        }
+    });
+    if new {
+        let _ = lp.add_close_hook(move |lp| {
+            HOOKED.with(|h| h.borrow_mut().retain(|x| *x != id));
+            for t in pending(lp.id()) {
+                let handle = t.data().take_handle();
+                drop(handle);
+            }
+        });
+    }
 }
 
 pub(crate) fn insert(task: Weak<dyn TaskOps>) -> u32 {

@@ -64,6 +64,11 @@ impl TaskData {
         }
     }
 
+    /// Takes the async-task handle; dropping it aborts the task.
+    pub(crate) fn take_handle(&self) -> Option<async_task::Task<()>> {
+        self.handle.take()
+    }
+
     pub(crate) fn name(&self) -> String {
         match self.extra.borrow().as_ref().and_then(|e| e.name.clone()) {
             Some(n) => n,
@@ -360,6 +365,7 @@ where
     F: std::future::Future<Output = Result<T>> + 'static,
     T: 'static,
 {
+    registry::hook_loop(lp);
     let future = Future::with_kind(lp.clone(), Kind::Task(TaskData::new()), at);
     let inner = future.inner.clone();
     let weak: std::rc::Weak<dyn TaskOps> = Rc::downgrade(&inner) as std::rc::Weak<dyn TaskOps>;

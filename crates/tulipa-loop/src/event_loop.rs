@@ -41,6 +41,8 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// Default for [`EventLoop::slow_callback_duration`], as asyncio.
 const SLOW_CALLBACK: Duration = Duration::from_millis(100);
 
+type CloseHook = Box<dyn FnOnce(&EventLoop)>;
+
 pub(crate) enum Job {
     Cb(Rc<dyn Callback>),
     Task(Runnable),
@@ -82,6 +84,7 @@ pub(crate) struct Core {
     handler: RefCell<Option<ExceptionHandler>>,
     signals: RefCell<HashMap<i32, SignalSlot>>,
     run_generation: Cell<u64>,
+    close_hooks: RefCell<Vec<CloseHook>>,
 }
 
 thread_local! {
@@ -227,6 +230,7 @@ impl EventLoop {
                 handler: RefCell::new(None),
                 signals: RefCell::new(HashMap::new()),
                 run_generation: Cell::new(0),
+                close_hooks: RefCell::new(Vec::new()),
             }),
         })
     }
@@ -424,10 +428,36 @@ impl EventLoop {
             State::Closed => Ok(()),
             State::Running => Err(Error::AlreadyRunning),
             State::Idle => {
+                // Hooks first, while the loop still works: they may unregister fds or cancel
+                // timers (the futures layer drops the tasks left pending here).
+                loop {
+                    let hooks = std::mem::take(&mut *self.core.close_hooks.borrow_mut());
+                    if hooks.is_empty() {
+                        break;
+                    }
+                    for hook in hooks {
+                        if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| hook(self))) {
+                            self.core.report_panic("close hook", None, &*p);
+                        }
+                    }
+                }
                 self.core.shutdown();
                 Ok(())
             }
         }
+    }
+
+    /// Registers `hook` to run when the loop is closed with [`close`](EventLoop::close), before
+    /// anything is released (not when a loop is merely dropped). Layers above use it to release
+    /// what they keep per loop, for example tasks still pending.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] when the loop is already closed.
+    pub fn add_close_hook(&self, hook: impl FnOnce(&EventLoop) + 'static) -> Result<()> {
+        self.check_open()?;
+        self.core.close_hooks.borrow_mut().push(Box::new(hook));
+        Ok(())
     }
 
     /// The loop's clock: monotonic real time, or virtual time for a virtual loop.
@@ -957,11 +987,13 @@ impl Core {
         self.remote.close();
         let timers = self.timers.borrow_mut().clear();
         let ready = std::mem::take(&mut *self.ready.borrow_mut());
+        let hooks = std::mem::take(&mut *self.close_hooks.borrow_mut());
         // Every borrow is released: dropping closures may run arbitrary code.
         drop(signals);
         drop(io);
         drop(timers);
         drop(ready);
+        drop(hooks);
     }
 }
 
