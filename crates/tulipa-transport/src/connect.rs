@@ -4,7 +4,10 @@ use std::io;
 use std::net::SocketAddr;
 
 use socket2::{Domain, Protocol as IpProto, SockAddr, Socket, Type};
+use std::time::Duration;
+
 use tulipa_futures::rt::EventLoop;
+use tulipa_futures::{spawn, wait, Future as TaskFuture, ReturnWhen};
 
 use crate::dns::getaddrinfo;
 use crate::error::{Error, Result};
@@ -17,11 +20,16 @@ use crate::transport::Transport;
 pub struct ConnectOptions {
     /// Bind the socket to this local address before connecting.
     pub local_addr: Option<SocketAddr>,
+    /// Happy Eyeballs (RFC 8305, asyncio's `happy_eyeballs_delay`): start the next address's
+    /// attempt when the previous one has not succeeded after this delay, keep both running, use
+    /// the first that connects and cancel the others. `None`: one address after the other.
+    pub happy_eyeballs_delay: Option<Duration>,
 }
 
 /// Connects to `host:port` and attaches a protocol made by `factory` (asyncio's
-/// `create_connection`). Every resolved address is tried in turn; the error of each failed
-/// attempt is reported if all fail. Returns once the protocol's `connection_made` has run.
+/// `create_connection`). Every resolved address is tried in turn (or staggered, with
+/// [`ConnectOptions::happy_eyeballs_delay`]); the error of each failed attempt is reported if
+/// all fail. Returns once the protocol's `connection_made` has run.
 ///
 /// # Cancel safety
 ///
@@ -56,6 +64,12 @@ pub async fn create_connection<P: Protocol>(
     let lp = EventLoop::running()?;
     let addrs = getaddrinfo(host, port).await?;
     let mut errors = Vec::new();
+    if let Some(delay) = options.happy_eyeballs_delay {
+        match staggered(addrs, delay, &options, &mut errors).await? {
+            Some(sock) => return attach(&lp, sock, Box::new(factory())).await,
+            None => return Err(combine(host, port, errors)),
+        }
+    }
     for addr in addrs {
         match connect_addr(addr, &options).await {
             Ok(sock) => return attach(&lp, sock, Box::new(factory())).await,
@@ -63,7 +77,54 @@ pub async fn create_connection<P: Protocol>(
             Err(e) => errors.push(e),
         }
     }
-    Err(match errors.len() {
+    Err(combine(host, port, errors))
+}
+
+/// Staggered attempts (Happy Eyeballs). Returns the first connected socket, or `None` with
+/// every failure in `errors`. The attempts still running are cancelled however this ends.
+async fn staggered(
+    addrs: Vec<SocketAddr>,
+    delay: Duration,
+    options: &ConnectOptions,
+    errors: &mut Vec<Error>,
+) -> Result<Option<Socket>> {
+    let mut next = addrs.into_iter().peekable();
+    let mut running = CancelOnDrop(Vec::new());
+    loop {
+        if let Some(addr) = next.next() {
+            let o = options.clone();
+            running
+                .0
+                .push(spawn(async move { Ok(connect_addr(addr, &o).await?) })?.into());
+        }
+        if running.0.is_empty() {
+            return Ok(None);
+        }
+        let limit = next.peek().map(|_| delay);
+        let (done, pending) = wait(running.0.drain(..), limit, ReturnWhen::FirstCompleted).await?;
+        running.0 = pending;
+        for attempt in done {
+            match attempt.take_result() {
+                Ok(sock) => return Ok(Some(sock)),
+                Err(e) => errors.push(e.into()),
+            }
+        }
+    }
+}
+
+/// Cancels the attempts still running when a staggered connect ends.
+struct CancelOnDrop(Vec<TaskFuture<Socket>>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        for f in &self.0 {
+            f.cancel(Some("another address connected first"));
+        }
+    }
+}
+
+fn combine(host: &str, port: u16, mut errors: Vec<Error>) -> Error {
+    match errors.len() {
         1 => errors.remove(0),
         _ => Error::io(
             format!("connect to {host}:{port}"),
@@ -76,7 +137,7 @@ pub async fn create_connection<P: Protocol>(
                     .join("; "),
             ),
         ),
-    })
+    }
 }
 
 /// Attaches a protocol to an already connected socket (asyncio's `create_connection(sock=...)`).

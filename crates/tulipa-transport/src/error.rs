@@ -53,7 +53,20 @@ pub enum Error {
     },
     /// An error of the layer below (cancellation, timeout, closed loop, …).
     #[error(transparent)]
-    Futures(#[from] tulipa_futures::Error),
+    Futures(tulipa_futures::Error),
+}
+
+/// A futures error that carries a transport error (one that went through a task's
+/// `tulipa_futures::Result`) turns back into that transport error.
+impl From<tulipa_futures::Error> for Error {
+    fn from(e: tulipa_futures::Error) -> Self {
+        if let tulipa_futures::Error::Other(inner) = &e {
+            if let Some(ours) = inner.downcast_ref::<Error>() {
+                return ours.clone();
+            }
+        }
+        Error::Futures(e)
+    }
 }
 
 impl Error {
