@@ -92,8 +92,10 @@ fn shard<F, P>(
     let handle = lp.loop_handle();
     let host = host.to_owned();
     let made = tulipa_futures::run_until_complete(&lp, async move {
-        let mut o = ServerOptions::default();
-        o.reuse_port = true;
+        let o = ServerOptions {
+            reuse_port: true,
+            ..ServerOptions::default()
+        };
         Ok(create_server(factory, &host, port, o).await?)
     });
     let server = match made {
