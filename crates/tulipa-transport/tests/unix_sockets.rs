@@ -67,7 +67,7 @@ fn a_stale_socket_file_is_replaced_and_a_regular_file_is_refused() {
             ServerOptions::default(),
         )
         .await;
-        let err = refused.err().expect("a regular file must not be replaced");
+        let err = refused.expect_err("a regular file must not be replaced");
         assert_eq!(err.io_kind(), Some(std::io::ErrorKind::AddrInUse));
         assert!(p2.exists(), "the regular file is left alone");
         Ok(())
