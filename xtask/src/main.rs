@@ -2,7 +2,8 @@
 //!
 //! - `layers`: check the layering rule from `cargo metadata`;
 //! - `ci`: fmt, clippy, layers, doc, test, in order, stopping at the first failure;
-//! - `bench loop`: Tulipa's event loop against tokio and smol, one process per measurement.
+//! - `bench loop`: Tulipa's event loop against tokio and smol, one process per measurement;
+//! - `bench tasks`: Tulipa's tasks and futures (`tulipa-futures`) against tokio's and smol's.
 
 use std::process::ExitCode;
 
@@ -10,6 +11,7 @@ use xtask::bench::{self, Runtime, Workload};
 
 mod ci;
 mod layers;
+mod report;
 mod runner;
 mod workspace;
 
@@ -21,7 +23,9 @@ commands:
   ci           cargo fmt --check, clippy -D warnings, layers, doc -D warnings, test
   bench loop   event-loop benchmark: Tulipa vs tokio vs smol, one child process per measurement
                options: --reps N (5), --workload NAME, --runtime NAME (repeatable), --no-pin
-               workloads: callbacks, timers, timers_cancel, threadsafe_latency";
+               workloads: callbacks, timers, timers_cancel, threadsafe_latency
+  bench tasks  tasks and futures (tulipa-futures) vs tokio vs smol, same options
+               workloads: spawn, tasks, resolve, executor, pending_memory";
 
 /// The hidden `bench-child <runtime> <workload>`: one measurement, one JSON line.
 fn bench_child(args: &[String]) -> Result<(), String> {

@@ -1,16 +1,17 @@
-//! `cargo xtask bench loop`: builds the release `xtask`, runs one child process per measurement
-//! (`xtask bench-child <runtime> <workload>`), and prints the medians as a Markdown table.
+//! `cargo xtask bench loop|tasks`: builds the release `xtask`, runs one child process per
+//! measurement (`xtask bench-child <runtime> <workload>`), and prints the medians as Markdown
+//! tables ([`report`](crate::report)).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
-use xtask::bench::common::median;
-use xtask::bench::{Runtime, Workload};
+use xtask::bench::{Runtime, Suite, Workload};
 
+use crate::report::{self, Row};
 use crate::workspace;
 
-const USAGE: &str = "usage: cargo xtask bench loop [--reps N] [--workload NAME]... \
+const USAGE: &str = "usage: cargo xtask bench loop|tasks [--reps N] [--workload NAME]... \
                      [--runtime NAME]... [--no-pin]";
 
 struct Options {
@@ -22,9 +23,11 @@ struct Options {
 
 fn parse(args: &[String]) -> Result<Options, String> {
     let mut it = args.iter();
-    if it.next().map(String::as_str) != Some("loop") {
-        return Err(USAGE.to_string());
-    }
+    let suite: Suite = it
+        .next()
+        .ok_or_else(|| USAGE.to_string())?
+        .parse()
+        .map_err(|e| format!("{e}\n{USAGE}"))?;
     let mut o = Options {
         reps: 5,
         workloads: Vec::new(),
@@ -38,7 +41,16 @@ fn parse(args: &[String]) -> Result<Options, String> {
         };
         match arg.as_str() {
             "--reps" => o.reps = value()?.parse().map_err(|e| format!("--reps: {e}"))?,
-            "--workload" => o.workloads.push(value()?.parse()?),
+            "--workload" => {
+                let w: Workload = value()?.parse()?;
+                if w.suite() != suite {
+                    return Err(format!(
+                        "workload `{w}` belongs to `bench {}`",
+                        w.suite().name()
+                    ));
+                }
+                o.workloads.push(w);
+            }
             "--runtime" => o.runtimes.push(value()?.parse()?),
             "--no-pin" => o.pin = false,
             _ => return Err(format!("unknown argument `{arg}`\n{USAGE}")),
@@ -48,22 +60,12 @@ fn parse(args: &[String]) -> Result<Options, String> {
         return Err("--reps must be at least 1".to_string());
     }
     if o.workloads.is_empty() {
-        o.workloads = Workload::ALL.to_vec();
+        o.workloads = suite.workloads();
     }
     if o.runtimes.is_empty() {
         o.runtimes = Runtime::ALL.to_vec();
     }
     Ok(o)
-}
-
-/// The medians of one workload on one runtime.
-struct Row {
-    workload: Workload,
-    runtime: Runtime,
-    ops_per_s: Vec<f64>,
-    median_us: Vec<f64>,
-    p99_us: Vec<f64>,
-    rss_kib: Vec<f64>,
 }
 
 fn build_release() -> Result<PathBuf, String> {
@@ -125,66 +127,6 @@ fn run_child(exe: &Path, pin: bool, runtime: Runtime, workload: Workload) -> Res
         .map_err(|e| format!("bench-child {runtime} {workload} printed `{line}`: {e}"))
 }
 
-fn machine() -> String {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split(':').nth(1))
-        .map_or("unknown CPU", str::trim)
-        .to_string();
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let date = Command::new("date")
-        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
-    format!("{date}; {cpus} CPUs (nproc), {model}")
-}
-
-fn fmt_ops(v: f64) -> String {
-    if v >= 1e6 {
-        format!("{:.2} M", v / 1e6)
-    } else {
-        format!("{:.1} k", v / 1e3)
-    }
-}
-
-fn print_table(rows: &[Row]) {
-    println!("| workload | runtime | ops/s (median) | min – max | round trip p50 / p99 | peak RSS | Tulipa / peer |");
-    println!("|---|---|---:|---:|---:|---:|---:|");
-    for row in rows {
-        let ops = median(&row.ops_per_s).unwrap_or(0.0);
-        let (min, max) = row
-            .ops_per_s
-            .iter()
-            .fold((f64::MAX, 0.0f64), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
-        let latency = match (median(&row.median_us), median(&row.p99_us)) {
-            (Some(p50), Some(p99)) => format!("{p50:.1} / {p99:.1} µs"),
-            _ => "–".to_string(),
-        };
-        let rss =
-            median(&row.rss_kib).map_or("–".to_string(), |k| format!("{:.1} MiB", k / 1024.0));
-        let tulipa = rows
-            .iter()
-            .find(|r| r.workload == row.workload && r.runtime == Runtime::Tulipa)
-            .and_then(|r| median(&r.ops_per_s));
-        let ratio = match (row.runtime, tulipa) {
-            (Runtime::Tulipa, _) | (_, None) => "–".to_string(),
-            (_, Some(t)) => format!("{:.2}×", t / ops.max(1e-9)),
-        };
-        println!(
-            "| {} | {} | {} | {} – {} | {latency} | {rss} | {ratio} |",
-            row.workload,
-            row.runtime,
-            fmt_ops(ops),
-            fmt_ops(min),
-            fmt_ops(max)
-        );
-    }
-}
-
 /// Runs the benchmark as `args` (after `bench`) say.
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let o = parse(args)?;
@@ -193,40 +135,28 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let mut rows: Vec<Row> = Vec::new();
     for &workload in &o.workloads {
         for &runtime in &o.runtimes {
-            rows.push(Row {
-                workload,
-                runtime,
-                ops_per_s: Vec::new(),
-                median_us: Vec::new(),
-                p99_us: Vec::new(),
-                rss_kib: Vec::new(),
-            });
+            rows.push(Row::new(workload, runtime));
         }
     }
     // Repetitions outermost, so that slow drift of the machine spreads over every runtime.
     for rep in 1..=o.reps {
         for row in rows.iter_mut() {
             let v = run_child(&exe, pin, row.runtime, row.workload)?;
-            let ops = v["ops_per_s"]
-                .as_f64()
-                .ok_or("bench-child printed no ops_per_s")?;
-            row.ops_per_s.push(ops);
-            row.median_us.extend(v["median_us"].as_f64());
-            row.p99_us.extend(v["p99_us"].as_f64());
-            row.rss_kib.extend(v["peak_rss_kib"].as_f64());
+            row.add(&v)?;
             eprintln!(
-                "bench: rep {rep}/{} {:<18} {:<6} {:>10} ops/s",
+                "bench: rep {rep}/{} {:<18} {:<6} {}",
                 o.reps,
                 row.workload.name(),
                 row.runtime.name(),
-                fmt_ops(ops)
+                row.last()
             );
         }
     }
     println!();
-    println!("Machine: {}", machine());
+    println!("Machine: {}", report::machine());
     println!(
-        "Each cell: median of {} child processes{}; release build.",
+        "Command: cargo xtask bench {} (each cell: median of {} child processes{}; release build).",
+        args.join(" "),
         o.reps,
         if pin {
             ", each pinned with `taskset -c 1`"
@@ -235,6 +165,6 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         }
     );
     println!();
-    print_table(&rows);
+    report::print_tables(&rows);
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! Pieces shared by the workloads of every runtime: sizes, the deterministic delays, a countdown
-//! that wakes one waiting future, round-trip timing, peak RSS.
+//! that wakes one waiting future, round-trip timing, current and peak RSS.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -161,8 +161,18 @@ pub fn percentile<T: Copy + PartialOrd>(values: &[T], p: usize) -> Option<T> {
 /// This process's peak resident set size in KiB (`VmHWM` of `/proc/self/status`); `None` where
 /// that file does not exist.
 pub fn peak_rss_kib() -> Option<u64> {
+    proc_status_kib("VmHWM:")
+}
+
+/// This process's current resident set size in KiB (`VmRSS` of `/proc/self/status`); `None`
+/// where that file does not exist.
+pub fn rss_kib() -> Option<u64> {
+    proc_status_kib("VmRSS:")
+}
+
+fn proc_status_kib(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
@@ -198,9 +208,10 @@ mod tests {
     }
 
     #[test]
-    fn peak_rss_is_read_on_linux() {
+    fn rss_is_read_on_linux() {
         if cfg!(target_os = "linux") {
             assert!(peak_rss_kib().is_some_and(|kib| kib > 0));
+            assert!(rss_kib().is_some_and(|kib| kib > 0));
         }
     }
 }

@@ -16,13 +16,18 @@ use super::{BenchResult, Sample, Workload};
 ///
 /// # Errors
 ///
-/// When the runtime cannot be built or a thread panics.
+/// When the runtime cannot be built, a thread panics, or `workload` is not of suite `loop`.
 pub fn run(workload: Workload) -> BenchResult {
     match workload {
         Workload::Callbacks => callbacks(common::CALLBACKS),
         Workload::Timers => timers(common::TIMERS),
         Workload::TimersCancel => timers_cancel(common::TIMERS),
         Workload::ThreadsafeLatency => threadsafe_latency(common::ROUND_TRIPS),
+        Workload::Spawn
+        | Workload::Tasks
+        | Workload::Resolve
+        | Workload::Executor
+        | Workload::PendingMemory => Err(super::wrong_suite(workload, "bench::tokio")),
     }
 }
 

@@ -1,4 +1,4 @@
-//! The workloads on `tulipa-loop`: plain callbacks and timers on an [`EventLoop`], no tasks.
+//! The `loop` workloads on `tulipa-loop`: plain callbacks and timers on an [`EventLoop`], no tasks.
 //!
 //! `tulipa-micro` runs these same functions.
 
@@ -16,13 +16,18 @@ use super::{BenchResult, Sample, Workload};
 ///
 /// # Errors
 ///
-/// When the loop fails.
+/// When the loop fails or `workload` is not of suite `loop`.
 pub fn run(workload: Workload) -> BenchResult {
     match workload {
         Workload::Callbacks => callbacks(common::CALLBACKS),
         Workload::Timers => timers(common::TIMERS),
         Workload::TimersCancel => timers_cancel(common::TIMERS),
         Workload::ThreadsafeLatency => threadsafe_latency(common::ROUND_TRIPS),
+        Workload::Spawn
+        | Workload::Tasks
+        | Workload::Resolve
+        | Workload::Executor
+        | Workload::PendingMemory => Err(super::wrong_suite(workload, "bench::tulipa")),
     }
 }
 

@@ -2,17 +2,23 @@
 //!
 //! ```text
 //! cargo run --release -p xtask --bin tulipa-micro -- callbacks|timers|timers_cancel|threadsafe_latency
+//! cargo run --release -p xtask --bin tulipa-micro -- spawn|tasks|resolve|executor|pending_memory
 //! {"bench":"callbacks","ops_per_s":12345678}
+//! {"bench":"pending_memory","ops_per_s":3456789,"bytes_per_task":321.0}
 //! ```
 
 use std::process::ExitCode;
 
-use xtask::bench::{tulipa, Workload};
+use xtask::bench::{self, Runtime, Workload};
+
+const USAGE: &str =
+    "usage: tulipa-micro callbacks|timers|timers_cancel|threadsafe_latency\n       \
+                     tulipa-micro spawn|tasks|resolve|executor|pending_memory";
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let (Some(name), None) = (args.next(), args.next()) else {
-        eprintln!("usage: tulipa-micro callbacks|timers|timers_cancel|threadsafe_latency");
+        eprintln!("{USAGE}");
         return ExitCode::from(2);
     };
     let workload = match name.parse::<Workload>() {
@@ -22,12 +28,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match tulipa::run(workload) {
+    match bench::measure(Runtime::Tulipa, workload) {
         Ok(sample) => {
-            let line = serde_json::json!({
+            let mut line = serde_json::json!({
                 "bench": workload.name(),
                 "ops_per_s": sample.ops_per_s().round() as u64,
             });
+            if let Some(bytes) = sample.bytes_per_task {
+                line["bytes_per_task"] = bytes.round().into();
+            }
             println!("{line}");
             ExitCode::SUCCESS
         }
