@@ -24,6 +24,11 @@ pub struct ConnectOptions {
     /// attempt when the previous one has not succeeded after this delay, keep both running, use
     /// the first that connects and cancel the others. `None`: one address after the other.
     pub happy_eyeballs_delay: Option<Duration>,
+    /// Speak TLS with this client configuration (see [`crate::tls`]).
+    #[cfg(feature = "tls")]
+    pub tls: Option<std::sync::Arc<crate::tls::ClientConfig>>,
+    /// The name to verify the server's certificate against and send as SNI; defaults to `host`.
+    pub server_hostname: Option<String>,
 }
 
 /// Connects to `host:port` and attaches a protocol made by `factory` (asyncio's
@@ -66,13 +71,13 @@ pub async fn create_connection<P: Protocol>(
     let mut errors = Vec::new();
     if let Some(delay) = options.happy_eyeballs_delay {
         match staggered(addrs, delay, &options, &mut errors).await? {
-            Some(sock) => return attach(&lp, sock, Box::new(factory())).await,
+            Some(sock) => return attach(&lp, sock, Box::new(factory()), &options, host).await,
             None => return Err(combine(host, port, errors)),
         }
     }
     for addr in addrs {
         match connect_addr(addr, &options).await {
-            Ok(sock) => return attach(&lp, sock, Box::new(factory())).await,
+            Ok(sock) => return attach(&lp, sock, Box::new(factory()), &options, host).await,
             Err(e) if e.is_cancelled() => return Err(e),
             Err(e) => errors.push(e),
         }
@@ -150,10 +155,27 @@ pub async fn connect_socket<P: Protocol>(
     factory: impl FnOnce() -> P,
 ) -> Result<Transport> {
     let lp = EventLoop::running()?;
-    attach(&lp, sock, Box::new(factory())).await
+    let (t, made) = Transport::from_socket(&lp, sock, Box::new(factory()))?;
+    made.await?;
+    Ok(t)
 }
 
-async fn attach(lp: &EventLoop, sock: Socket, protocol: Box<dyn Protocol>) -> Result<Transport> {
+async fn attach(
+    lp: &EventLoop,
+    sock: Socket,
+    protocol: Box<dyn Protocol>,
+    options: &ConnectOptions,
+    host: &str,
+) -> Result<Transport> {
+    #[cfg(feature = "tls")]
+    if let Some(cfg) = &options.tls {
+        let name = options.server_hostname.as_deref().unwrap_or(host);
+        let (proto, st) = crate::tls::client(lp, cfg.clone(), name, protocol)?;
+        let (t, made) = Transport::from_socket(lp, sock, Box::new(proto))?;
+        made.await?;
+        return crate::tls::handshake(st, &t).await;
+    }
+    let _ = (options, host);
     let (t, made) = Transport::from_socket(lp, sock, protocol)?;
     made.await?;
     Ok(t)

@@ -51,6 +51,13 @@ pub enum Error {
         /// Why.
         reason: Arc<str>,
     },
+    /// The TLS handshake or session failed: a bad, expired or untrusted certificate, a name
+    /// mismatch, a protocol error, or the handshake timed out.
+    #[error("TLS: {reason}")]
+    Tls {
+        /// What went wrong, as rustls tells it.
+        reason: Arc<str>,
+    },
     /// An error of the layer below (cancellation, timeout, closed loop, …).
     #[error(transparent)]
     Futures(tulipa_futures::Error),

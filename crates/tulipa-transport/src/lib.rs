@@ -45,6 +45,8 @@ mod server;
 pub mod sock;
 pub mod streams;
 mod sys;
+#[cfg(feature = "tls")]
+pub mod tls;
 mod transport;
 mod udp;
 pub mod unix;

@@ -29,6 +29,9 @@ pub struct ServerOptions {
     pub reuse_port: bool,
     /// Start accepting at once (default true); else call [`Server::start_serving`].
     pub start_serving: bool,
+    /// Speak TLS with this server configuration (see [`crate::tls`]).
+    #[cfg(feature = "tls")]
+    pub tls: Option<std::sync::Arc<crate::tls::ServerConfig>>,
 }
 
 impl Default for ServerOptions {
@@ -38,6 +41,8 @@ impl Default for ServerOptions {
             reuse_address: true,
             reuse_port: false,
             start_serving: true,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -53,6 +58,8 @@ struct State {
     closed_event: Event,
     retry: RefCell<Option<TimerHandle>>,
     unix_path: RefCell<Option<std::path::PathBuf>>,
+    #[cfg(feature = "tls")]
+    tls: RefCell<Option<std::sync::Arc<crate::tls::ServerConfig>>>,
 }
 
 /// A listening server (asyncio's `Server`); a cheap handle (`Clone`).
@@ -82,6 +89,10 @@ pub async fn create_server(
         sockets.push(listen_socket(addr, &options)?);
     }
     let server = Server::from_sockets(&lp, sockets, Rc::new(factory), options.backlog);
+    #[cfg(feature = "tls")]
+    {
+        *server.state.tls.borrow_mut() = options.tls.clone();
+    }
     if options.start_serving {
         server.start_serving()?;
     }
@@ -137,6 +148,8 @@ impl Server {
                 closed_event: Event::new(),
                 retry: RefCell::new(None),
                 unix_path: RefCell::new(None),
+                #[cfg(feature = "tls")]
+                tls: RefCell::new(None),
             }),
         }
     }
@@ -216,7 +229,7 @@ impl Server {
         clients
             .iter()
             .filter_map(Weak::upgrade)
-            .map(|inner| Transport { inner })
+            .map(|inner| Transport { inner, tls: None })
             .collect()
     }
 
@@ -292,6 +305,17 @@ fn accept_ready(st: &Rc<State>, fd: std::os::fd::RawFd) {
         match accepted {
             Ok((sock, _peer)) => {
                 let protocol = st.factory.make();
+                #[cfg(feature = "tls")]
+                let protocol: Box<dyn crate::protocol::Protocol> = match st.tls.borrow().clone() {
+                    Some(cfg) => match crate::tls::server(&st.lp, cfg, protocol) {
+                        Ok(p) => Box::new(p),
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot start TLS on an accepted connection");
+                            continue;
+                        }
+                    },
+                    None => protocol,
+                };
                 match Transport::from_socket(&st.lp, sock, protocol) {
                     Ok((t, _made)) => st.clients.borrow_mut().push(Rc::downgrade(&t.inner)),
                     Err(e) => tracing::error!(error = %e, "cannot set up an accepted connection"),

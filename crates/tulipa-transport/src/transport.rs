@@ -82,7 +82,14 @@ pub(crate) struct Inner {
 #[derive(Clone)]
 pub struct Transport {
     pub(crate) inner: Rc<Inner>,
+    /// Set for the user's side of a TLS connection: writes and close go through TLS.
+    pub(crate) tls: TlsLink,
 }
+
+#[cfg(feature = "tls")]
+pub(crate) type TlsLink = Option<Rc<crate::tls::TlsState>>;
+#[cfg(not(feature = "tls"))]
+pub(crate) type TlsLink = Option<std::convert::Infallible>;
 
 impl Transport {
     /// Wraps a connected socket and attaches `protocol`: on the next loop iteration the protocol's
@@ -121,7 +128,7 @@ impl Transport {
             flow: Flow::default(),
             is_tcp,
         });
-        let t = Transport { inner };
+        let t = Transport { inner, tls: None };
         let made: Future<()> = Future::new(lp);
         let (t2, made2) = (t.clone(), made.clone());
         lp.call_soon(move || {
@@ -152,6 +159,10 @@ impl Transport {
     ///
     /// As [`write`](Transport::write).
     pub fn writelines(&self, parts: &[&[u8]]) -> Result<()> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            return tls.write(parts);
+        }
         let t = &self.inner;
         if t.eof_requested.get() {
             return Err(Error::WriteAfterEof);
@@ -213,6 +224,15 @@ impl Transport {
     ///
     /// [`Error::Closed`] once closing.
     pub fn write_eof(&self) -> Result<()> {
+        if !self.can_write_eof() {
+            return Err(Error::io(
+                "write_eof",
+                io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "write_eof is not supported over TLS",
+                ),
+            ));
+        }
         let t = &self.inner;
         if t.closing.get() || t.lost.get() {
             return Err(Error::Closed);
@@ -226,9 +246,15 @@ impl Transport {
         Ok(())
     }
 
-    /// True: stream sockets support half-close.
+    /// True for plain stream sockets (half-close); false over TLS.
     pub fn can_write_eof(&self) -> bool {
-        true
+        self.tls.is_none()
+    }
+
+    /// What TLS negotiated, for a TLS connection (`get_extra_info('ssl_object')` and friends).
+    #[cfg(feature = "tls")]
+    pub fn tls_info(&self) -> Option<crate::tls::TlsInfo> {
+        self.tls.as_ref().and_then(|t| t.info())
     }
 
     /// Stops reading until [`resume_reading`](Transport::resume_reading); no `data_received`
@@ -258,6 +284,11 @@ impl Transport {
     /// Closes the transport: buffered data is still sent, then the protocol's
     /// `connection_lost(None)` runs (on a later iteration). Idempotent.
     pub fn close(&self) {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            tls.close();
+            return;
+        }
         let t = &self.inner;
         if t.closing.replace(true) {
             return;
@@ -497,6 +528,7 @@ impl Inner {
         if !keep_open {
             Transport {
                 inner: self.clone(),
+                tls: None,
             }
             .close();
         }
