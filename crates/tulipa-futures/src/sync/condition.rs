@@ -108,16 +108,17 @@ impl Condition {
             reacquired: false,
         };
         let waiters = &*self.waiters;
-        let mut waiting = Waiting::new(waiters);
+        let mut waiting = Abandon {
+            waiters,
+            waiting: Waiting::new(waiters),
+        };
         let outcome = poll_fn(|cx| {
             if let Some(e) = cancel::take_cancellation() {
-                if waiting.leave() {
-                    waiters.grant_first(); // pass the notification on
-                }
+                waiting.abandon();
                 return Poll::Ready(Err(e));
             }
-            if waiting.poll(cx.waker()) {
-                waiting.leave();
+            if waiting.waiting.poll(cx.waker()) {
+                waiting.waiting.leave();
                 return Poll::Ready(Ok(()));
             }
             Poll::Pending
@@ -170,6 +171,28 @@ impl Condition {
         }
         self.waiters.grant_all();
         Ok(())
+    }
+}
+
+/// Leaves the condition's queue however the wait ends; a notification received just before is
+/// passed on to the next waiter, also when the wait is dropped (an aborted task), so it is never
+/// swallowed.
+struct Abandon<'a> {
+    waiters: &'a WaitQueue,
+    waiting: Waiting<'a>,
+}
+
+impl Abandon<'_> {
+    fn abandon(&mut self) {
+        if self.waiting.leave() {
+            self.waiters.grant_first();
+        }
+    }
+}
+
+impl Drop for Abandon<'_> {
+    fn drop(&mut self) {
+        self.abandon();
     }
 }
 

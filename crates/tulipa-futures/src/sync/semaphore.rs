@@ -109,7 +109,12 @@ impl Semaphore {
                 return Poll::Ready(Err(e));
             }
             if waiting.waiting.poll(cx.waker()) {
-                waiting.waiting.leave(); // the unit was reserved when granted
+                // The unit was reserved when granted.
+                waiting.waiting.leave();
+                // Units released while we were being woken found no un-woken waiter; tasks that
+                // queued behind us since then (FIFO) would be stranded with units free. Wake
+                // as many as there are free units (asyncio does this in `acquire`'s finally).
+                st.wake_next();
                 return Poll::Ready(Ok(()));
             }
             Poll::Pending
