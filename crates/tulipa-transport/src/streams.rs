@@ -141,9 +141,16 @@ impl StreamReader {
                     return Poll::Ready(Err(e));
                 }
                 st.waiter = Some(cx.waker().clone());
-                if let Some(t) = Self::maybe_resume(&mut st) {
+                // This read needs more than the buffer holds: a paused transport must read
+                // again, even over the limit, or the wait never ends (`readexactly(n)` with `n`
+                // over twice the limit, `read_to_end`). asyncio's `_wait_for_data` does the same.
+                if st.paused {
+                    st.paused = false;
+                    let t = st.transport.clone();
                     drop(st);
-                    t.resume_reading();
+                    if let Some(t) = t {
+                        t.resume_reading();
+                    }
                 }
                 Poll::Pending
             }
@@ -186,14 +193,9 @@ impl StreamReader {
     ///
     /// As [`read`](StreamReader::read).
     pub async fn read_to_end(&self) -> Result<Vec<u8>> {
-        let mut out = Vec::new();
-        loop {
-            let chunk = self.read(usize::MAX).await?;
-            if chunk.is_empty() {
-                return Ok(out);
-            }
-            out.extend_from_slice(&chunk);
-        }
+        // One take at EOF, not a loop of reads: a loop would hold what it read so far in a local
+        // that a cancellation drops.
+        poll_fn(|cx| self.poll_take(cx, &mut |buf, eof| eof.then_some(Ok(buf.len())))).await
     }
 
     /// Reads exactly `n` bytes.
@@ -494,6 +496,21 @@ impl StreamWriter {
     /// The transport underneath (extra info: addresses, socket).
     pub fn transport(&self) -> &Transport {
         &self.transport
+    }
+
+    /// Upgrades the connection to TLS (asyncio's `StreamWriter.start_tls`): the reader goes on
+    /// receiving, now decrypted; use the returned writer from now on.
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::tls::start_tls`].
+    #[cfg(feature = "tls")]
+    pub async fn start_tls(&self, side: crate::tls::TlsSide) -> Result<StreamWriter> {
+        let transport = crate::tls::start_tls(&self.transport, side).await?;
+        Ok(StreamWriter {
+            transport,
+            shared: self.shared.clone(),
+        })
     }
 }
 

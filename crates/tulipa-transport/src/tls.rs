@@ -137,6 +137,8 @@ pub(crate) struct TlsState {
     closing: Cell<bool>,
     timer: RefCell<Option<TimerHandle>>,
     info: RefCell<Option<TlsInfo>>,
+    /// False for `start_tls`: the protocol already had its `connection_made`.
+    call_connection_made: Cell<bool>,
 }
 
 /// The protocol attached to the socket transport under a TLS connection.
@@ -156,6 +158,7 @@ impl TlsState {
             closing: Cell::new(false),
             timer: RefCell::new(None),
             info: RefCell::new(None),
+            call_connection_made: Cell::new(true),
         })
     }
 
@@ -222,8 +225,10 @@ impl TlsState {
             inner: sock.inner.clone(),
             tls: Some(self.clone()),
         };
-        if let Some(u) = self.user.borrow_mut().as_mut() {
-            u.connection_made(user_transport);
+        if self.call_connection_made.get() {
+            if let Some(u) = self.user.borrow_mut().as_mut() {
+                u.connection_made(user_transport);
+            }
         }
         let _ = self.handshake.set_result(());
     }
@@ -403,6 +408,79 @@ impl Protocol for TlsProto {
             u.resume_writing();
         }
     }
+}
+
+/// A server configuration that also asks clients for a certificate and verifies it against
+/// `client_roots` (mutual TLS).
+///
+/// # Errors
+///
+/// [`Error::Tls`] for a bad key or an empty root store.
+pub fn server_config_with_client_auth(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    client_roots: rustls::RootCertStore,
+    alpn: &[&[u8]],
+) -> Result<Arc<ServerConfig>> {
+    let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(client_roots))
+        .build()
+        .map_err(|e| tls_err("client verifier", e))?;
+    let mut cfg = ServerConfig::builder()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| tls_err("server certificate", e))?;
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(cfg))
+}
+
+/// Which side of a TLS session to start with [`start_tls`].
+#[derive(Clone, Debug)]
+pub enum TlsSide {
+    /// Act as the client, verifying the server as `server_name`.
+    Client {
+        /// The client configuration.
+        config: Arc<ClientConfig>,
+        /// The name to verify and send as SNI.
+        server_name: String,
+    },
+    /// Act as the server.
+    Server(Arc<ServerConfig>),
+}
+
+/// Upgrades a live plain connection to TLS (asyncio's `loop.start_tls`, STARTTLS): from now on
+/// the transport's protocol receives plaintext through TLS. Returns the new transport, which the
+/// protocol must use from now on; the protocol does not get a second `connection_made`.
+///
+/// Call it between protocol callbacks (from a task), after both sides agreed to switch.
+///
+/// # Errors
+///
+/// [`Error::Tls`] when the handshake fails or times out; [`Error::Closed`] when the connection
+/// is closing; an invalid-state error when called from inside the transport's own protocol.
+pub async fn start_tls(transport: &Transport, side: TlsSide) -> Result<Transport> {
+    if transport.tls.is_some() {
+        return Err(tls_err("start_tls", "the connection already speaks TLS"));
+    }
+    if transport.is_closing() {
+        return Err(Error::Closed);
+    }
+    let lp = transport.get_loop().clone();
+    let Some(user) = transport.inner.take_protocol()? else {
+        return Err(Error::Closed);
+    };
+    let mut proto = match side {
+        TlsSide::Client {
+            config,
+            server_name,
+        } => client(&lp, config, &server_name, user)?.0,
+        TlsSide::Server(config) => server(&lp, config, user)?,
+    };
+    proto.st.call_connection_made.set(false);
+    let st = proto.st.clone();
+    // Start the handshake on the live socket, then let it feed the TLS layer.
+    proto.connection_made(transport.clone());
+    transport.inner.put_protocol(Box::new(proto));
+    handshake(st, transport).await
 }
 
 /// Wraps `user` in a TLS client layer for `server_name`.

@@ -434,6 +434,23 @@ impl Inner {
         true
     }
 
+    /// Takes the protocol out (for `start_tls`); an error while one of its callbacks runs.
+    #[cfg(feature = "tls")]
+    pub(crate) fn take_protocol(&self) -> Result<Option<Box<dyn Protocol>>> {
+        match self.protocol.try_borrow_mut() {
+            Ok(mut p) => Ok(p.take()),
+            Err(_) => Err(Error::Futures(tulipa_futures::Error::InvalidState(
+                "start_tls called from inside the transport's protocol",
+            ))),
+        }
+    }
+
+    /// Installs a protocol (for `start_tls`).
+    #[cfg(feature = "tls")]
+    pub(crate) fn put_protocol(&self, p: Box<dyn Protocol>) {
+        *self.protocol.borrow_mut() = Some(p);
+    }
+
     fn on_readable(self: &Rc<Self>) {
         if self.lost.get() || !self.reading.get() {
             return;
