@@ -29,6 +29,8 @@ pub struct ConnectOptions {
     pub tls: Option<std::sync::Arc<crate::tls::ClientConfig>>,
     /// The name to verify the server's certificate against and send as SNI; defaults to `host`.
     pub server_hostname: Option<String>,
+    /// TLS handshake limit (default [`crate::tls::HANDSHAKE_TIMEOUT`], 60 s).
+    pub tls_handshake_timeout: Option<Duration>,
 }
 
 /// Connects to `host:port` and attaches a protocol made by `factory` (asyncio's
@@ -170,7 +172,10 @@ async fn attach(
     #[cfg(feature = "tls")]
     if let Some(cfg) = &options.tls {
         let name = options.server_hostname.as_deref().unwrap_or(host);
-        let (proto, st) = crate::tls::client(lp, cfg.clone(), name, protocol)?;
+        let limit = options
+            .tls_handshake_timeout
+            .unwrap_or(crate::tls::HANDSHAKE_TIMEOUT);
+        let (proto, st) = crate::tls::client(lp, cfg.clone(), name, protocol, limit)?;
         let (t, made) = Transport::from_socket(lp, sock, Box::new(proto))?;
         made.await?;
         return crate::tls::handshake(st, &t).await;

@@ -32,6 +32,9 @@ pub struct ServerOptions {
     /// Speak TLS with this server configuration (see [`crate::tls`]).
     #[cfg(feature = "tls")]
     pub tls: Option<std::sync::Arc<crate::tls::ServerConfig>>,
+    /// TLS handshake limit per connection (default [`crate::tls::HANDSHAKE_TIMEOUT`], 60 s).
+    #[cfg(feature = "tls")]
+    pub tls_handshake_timeout: Duration,
 }
 
 impl Default for ServerOptions {
@@ -43,6 +46,8 @@ impl Default for ServerOptions {
             start_serving: true,
             #[cfg(feature = "tls")]
             tls: None,
+            #[cfg(feature = "tls")]
+            tls_handshake_timeout: crate::tls::HANDSHAKE_TIMEOUT,
         }
     }
 }
@@ -59,7 +64,7 @@ struct State {
     retry: RefCell<Option<TimerHandle>>,
     unix_path: RefCell<Option<std::path::PathBuf>>,
     #[cfg(feature = "tls")]
-    tls: RefCell<Option<std::sync::Arc<crate::tls::ServerConfig>>>,
+    tls: RefCell<Option<(std::sync::Arc<crate::tls::ServerConfig>, Duration)>>,
 }
 
 /// A listening server (asyncio's `Server`); a cheap handle (`Clone`).
@@ -91,7 +96,10 @@ pub async fn create_server(
     let server = Server::from_sockets(&lp, sockets, Rc::new(factory), options.backlog);
     #[cfg(feature = "tls")]
     {
-        *server.state.tls.borrow_mut() = options.tls.clone();
+        *server.state.tls.borrow_mut() = options
+            .tls
+            .clone()
+            .map(|c| (c, options.tls_handshake_timeout));
     }
     if options.start_serving {
         server.start_serving()?;
@@ -307,7 +315,7 @@ fn accept_ready(st: &Rc<State>, fd: std::os::fd::RawFd) {
                 let protocol = st.factory.make();
                 #[cfg(feature = "tls")]
                 let protocol: Box<dyn crate::protocol::Protocol> = match st.tls.borrow().clone() {
-                    Some(cfg) => match crate::tls::server(&st.lp, cfg, protocol) {
+                    Some((cfg, limit)) => match crate::tls::server(&st.lp, cfg, protocol, limit) {
                         Ok(p) => Box::new(p),
                         Err(e) => {
                             tracing::error!(error = %e, "cannot start TLS on an accepted connection");

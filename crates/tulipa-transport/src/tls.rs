@@ -139,6 +139,7 @@ pub(crate) struct TlsState {
     info: RefCell<Option<TlsInfo>>,
     /// False for `start_tls`: the protocol already had its `connection_made`.
     call_connection_made: Cell<bool>,
+    handshake_timeout: Cell<Duration>,
 }
 
 /// The protocol attached to the socket transport under a TLS connection.
@@ -159,6 +160,7 @@ impl TlsState {
             timer: RefCell::new(None),
             info: RefCell::new(None),
             call_connection_made: Cell::new(true),
+            handshake_timeout: Cell::new(HANDSHAKE_TIMEOUT),
         })
     }
 
@@ -297,7 +299,7 @@ impl Protocol for TlsProto {
         let st = &self.st;
         *st.sock.borrow_mut() = Some(transport);
         let weak = Rc::downgrade(st);
-        let timer = st.lp.call_later(HANDSHAKE_TIMEOUT, move || {
+        let timer = st.lp.call_later(st.handshake_timeout.get(), move || {
             if let Some(st) = weak.upgrade() {
                 if !st.user_made.get() {
                     st.fail(tls_err("handshake", "timed out"));
@@ -472,8 +474,8 @@ pub async fn start_tls(transport: &Transport, side: TlsSide) -> Result<Transport
         TlsSide::Client {
             config,
             server_name,
-        } => client(&lp, config, &server_name, user)?.0,
-        TlsSide::Server(config) => server(&lp, config, user)?,
+        } => client(&lp, config, &server_name, user, HANDSHAKE_TIMEOUT)?.0,
+        TlsSide::Server(config) => server(&lp, config, user, HANDSHAKE_TIMEOUT)?,
     };
     proto.st.call_connection_made.set(false);
     let st = proto.st.clone();
@@ -489,11 +491,13 @@ pub(crate) fn client(
     config: Arc<ClientConfig>,
     server_name: &str,
     user: Box<dyn Protocol>,
+    timeout: Duration,
 ) -> Result<(TlsProto, Rc<TlsState>)> {
     let name =
         ServerName::try_from(server_name.to_owned()).map_err(|e| tls_err("server name", e))?;
     let conn = rustls::ClientConnection::new(config, name).map_err(|e| tls_err("client", e))?;
     let st = TlsState::new(lp, rustls::Connection::Client(conn), user);
+    st.handshake_timeout.set(timeout);
     Ok((TlsProto { st: st.clone() }, st))
 }
 
@@ -502,10 +506,15 @@ pub(crate) fn server(
     lp: &EventLoop,
     config: Arc<ServerConfig>,
     user: Box<dyn Protocol>,
+    timeout: Duration,
 ) -> Result<TlsProto> {
     let conn = rustls::ServerConnection::new(config).map_err(|e| tls_err("server", e))?;
     Ok(TlsProto {
-        st: TlsState::new(lp, rustls::Connection::Server(conn), user),
+        st: {
+            let st = TlsState::new(lp, rustls::Connection::Server(conn), user);
+            st.handshake_timeout.set(timeout);
+            st
+        },
     })
 }
 
