@@ -31,6 +31,7 @@ const IN_HEAP: u8 = 2;
 #[derive(Clone, Copy, Debug)]
 #[repr(u8)]
 enum KindTag {
+    Threadsafe,
     Callback,
     Timer,
     Repeating,
@@ -42,6 +43,7 @@ enum KindTag {
 /// What a cell is, for logs and exception contexts.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Kind {
+    Threadsafe,
     Callback,
     Timer,
     Repeating,
@@ -53,6 +55,7 @@ pub(crate) enum Kind {
 impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Kind::Threadsafe => f.write_str("threadsafe callback"),
             Kind::Callback => f.write_str("callback"),
             Kind::Timer => f.write_str("timer"),
             Kind::Repeating => f.write_str("repeating timer"),
@@ -66,6 +69,7 @@ impl fmt::Display for Kind {
 impl Header {
     pub(crate) fn new(location: &'static Location<'static>, kind: Kind) -> Self {
         let (kind, tag) = match kind {
+            Kind::Threadsafe => (KindTag::Threadsafe, 0),
             Kind::Callback => (KindTag::Callback, 0),
             Kind::Timer => (KindTag::Timer, 0),
             Kind::Repeating => (KindTag::Repeating, 0),
@@ -83,6 +87,7 @@ impl Header {
 
     pub(crate) fn kind(&self) -> Kind {
         match self.kind {
+            KindTag::Threadsafe => Kind::Threadsafe,
             KindTag::Callback => Kind::Callback,
             KindTag::Timer => Kind::Timer,
             KindTag::Repeating => Kind::Repeating,
@@ -362,4 +367,38 @@ impl fmt::Debug for TimerHandle {
 pub(crate) fn describe(cb: &dyn Callback) -> (Kind, &'static Location<'static>) {
     let h = cb.header();
     (h.kind(), h.location)
+}
+
+/// A `call_soon_threadsafe` job once it reached the loop: it runs like any callback, and checks
+/// its thread-safe cancel flag right before running.
+pub(crate) struct Threadsafe {
+    header: Header,
+    call: Cell<Option<Box<dyn crate::loop_handle::RemoteCall>>>,
+}
+
+impl Threadsafe {
+    pub(crate) fn new(call: Box<dyn crate::loop_handle::RemoteCall>) -> Rc<Self> {
+        Rc::new(Threadsafe {
+            header: Header::new(call.location(), Kind::Threadsafe),
+            call: Cell::new(Some(call)),
+        })
+    }
+}
+
+impl Callback for Threadsafe {
+    fn header(&self) -> &Header {
+        &self.header
+    }
+    fn run(self: Rc<Self>, _core: &Rc<crate::event_loop::Core>) {
+        if let Some(call) = self.call.take() {
+            // Cancelled after it was queued here, before it started: skip it.
+            if !call.cancelled() {
+                call.call();
+            }
+        }
+    }
+    fn drop_closure(&self) {
+        drop(self.call.take());
+    }
+    fn count_cancelled_in_heap(&self) {}
 }
