@@ -221,7 +221,7 @@ fn awaiting_a_future_gives_its_value() {
     let f: Future<u32> = Future::new(&lp);
     let f2 = f.clone();
     lp.call_soon(move || f2.set_result(7).unwrap()).unwrap();
-    let v = run_until_complete(&lp, async move { f.await }).unwrap();
+    let v = run_until_complete(&lp, f).unwrap();
     assert_eq!(v, 7);
 }
 
@@ -232,7 +232,7 @@ fn awaiting_a_failed_future_gives_its_error() {
     let f2 = f.clone();
     lp.call_soon(move || f2.set_exception(boom()).unwrap())
         .unwrap();
-    let r = run_until_complete(&lp, async move { f.await });
+    let r = run_until_complete(&lp, f);
     assert!(matches!(r, Err(Error::InvalidArgument("boom"))));
 }
 
@@ -424,7 +424,7 @@ fn retrieved_error_is_not_reported() {
 
     let by_await: Future<u32> = Future::new(&lp);
     by_await.set_exception(boom()).unwrap();
-    let r = run_until_complete(&lp, async move { by_await.await });
+    let r = run_until_complete(&lp, by_await);
     assert!(r.is_err());
 
     assert!(reports.borrow().is_empty(), "{:?}", reports.borrow());
