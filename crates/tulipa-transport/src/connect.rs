@@ -40,8 +40,9 @@ pub struct ConnectOptions {
 ///
 /// # Cancel safety
 ///
-/// Cancel-safe: a cancelled connect closes the half-made socket and returns `Err(Cancelled)`;
-/// no protocol is made.
+/// Cancel-safe: a cancelled connect closes the half-made socket and returns `Err(Cancelled)`.
+/// If the protocol was already made, its transport is aborted: the protocol gets
+/// `connection_made` then `connection_lost(None)`, and the connection does not stay open.
 ///
 /// # Errors
 ///
@@ -158,7 +159,7 @@ pub async fn connect_socket<P: Protocol>(
 ) -> Result<Transport> {
     let lp = EventLoop::running()?;
     let (t, made) = Transport::from_socket(&lp, sock, Box::new(factory()))?;
-    made.await?;
+    until_made(&t, made).await?;
     Ok(t)
 }
 
@@ -177,13 +178,25 @@ async fn attach(
             .unwrap_or(crate::tls::HANDSHAKE_TIMEOUT);
         let (proto, st) = crate::tls::client(lp, cfg.clone(), name, protocol, limit)?;
         let (t, made) = Transport::from_socket(lp, sock, Box::new(proto))?;
-        made.await?;
+        until_made(&t, made).await?;
         return crate::tls::handshake(st, &t).await;
     }
     let _ = (options, host);
     let (t, made) = Transport::from_socket(lp, sock, protocol)?;
-    made.await?;
+    until_made(&t, made).await?;
     Ok(t)
+}
+
+/// Waits for the protocol's `connection_made`. When the wait fails (the connecting task was
+/// cancelled), nobody will ever hold the transport: it is aborted, so that the connection does
+/// not stay open with a protocol no one can reach (asyncio's `create_connection` closes its
+/// transport the same way).
+async fn until_made(t: &Transport, made: TaskFuture<()>) -> Result<()> {
+    if let Err(e) = made.await {
+        t.abort();
+        return Err(e.into());
+    }
+    Ok(())
 }
 
 /// A non-blocking connect to one address.

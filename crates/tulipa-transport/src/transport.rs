@@ -65,6 +65,8 @@ pub(crate) struct Inner {
     closing: Cell<bool>,
     lost: Cell<bool>,
     eof_requested: Cell<bool>,
+    /// The peer's EOF was read: reading is over for good, whatever `resume_reading` says.
+    eof_seen: Cell<bool>,
     reading: Cell<bool>,
     reader_on: Cell<bool>,
     writer_on: Cell<bool>,
@@ -121,6 +123,7 @@ impl Transport {
             closing: Cell::new(false),
             lost: Cell::new(false),
             eof_requested: Cell::new(false),
+            eof_seen: Cell::new(false),
             reading: Cell::new(true),
             reader_on: Cell::new(false),
             writer_on: Cell::new(false),
@@ -270,7 +273,9 @@ impl Transport {
     /// Resumes reading.
     pub fn resume_reading(&self) {
         let t = &self.inner;
-        if t.closing.get() || t.reading.replace(true) {
+        // After EOF there is nothing more to read: a reader would only see EOF again and repeat
+        // eof_received.
+        if t.closing.get() || t.eof_seen.get() || t.reading.replace(true) {
             return;
         }
         t.add_reader();
@@ -540,6 +545,7 @@ impl Inner {
     fn read_eof(self: &Rc<Self>) {
         self.remove_reader();
         self.reading.set(false);
+        self.eof_seen.set(true);
         let mut keep_open = false;
         self.call_protocol("eof_received", |p| keep_open = p.eof_received());
         if !keep_open {
