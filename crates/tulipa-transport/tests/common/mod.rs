@@ -1,0 +1,452 @@
+//! Helpers shared by the transport tests (a module, not a test target).
+//!
+//! - [`Rec`], a protocol that records every call it gets into a [`Log`], with optional hooks
+//!   that run inside the callbacks (to test re-entrant transport calls);
+//! - [`Log::wait_for`], which waits on the log's own change notifications, never on the clock;
+//! - [`pair`], a server and a client connected over 127.0.0.1 with a `Rec` on each side;
+//! - [`run`], which runs a test body on a fresh loop with a generous bound, so a broken
+//!   transport fails the test instead of hanging it.
+
+#![allow(dead_code)]
+
+use std::cell::RefCell;
+use std::mem::MaybeUninit;
+use std::rc::Rc;
+use std::time::Duration;
+
+use tulipa_futures::sync::Event;
+use tulipa_transport::{
+    create_connection, create_server, ConnectOptions, Error, Protocol, Server, ServerOptions,
+    Transport,
+};
+
+/// The bound on a whole test body (a broken test fails after it instead of hanging).
+pub(crate) const BOUND: Duration = Duration::from_secs(90);
+
+/// The bound on one [`Log::wait_for`], shorter than [`BOUND`] so its message is the one seen.
+pub(crate) const STEP_BOUND: Duration = Duration::from_secs(30);
+
+/// What a [`Rec`] protocol was told, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Ev {
+    Made,
+    Data(Vec<u8>),
+    Eof,
+    /// `connection_lost`; `true` when it carried an error (kept in [`Log::error`]).
+    Lost(bool),
+    PauseWriting,
+    ResumeWriting,
+}
+
+/// The record of one connection's protocol calls.
+#[derive(Default)]
+pub(crate) struct Log {
+    events: RefCell<Vec<Ev>>,
+    error: RefCell<Option<Error>>,
+    transport: RefCell<Option<Transport>>,
+    /// The write-buffer size seen at each pause_writing / resume_writing.
+    flow_sizes: RefCell<Vec<usize>>,
+    changed: Event,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log")
+            .field("calls", &self.kinds())
+            .field("error", &self.error())
+            .finish()
+    }
+}
+
+impl Log {
+    pub(crate) fn new() -> Rc<Log> {
+        Rc::new(Log::default())
+    }
+
+    pub(crate) fn push(&self, ev: Ev) {
+        self.events.borrow_mut().push(ev);
+        self.changed.set();
+    }
+
+    pub(crate) fn events(&self) -> Vec<Ev> {
+        self.events.borrow().clone()
+    }
+
+    /// The calls by name, consecutive `data` calls collapsed into one: easy to compare.
+    pub(crate) fn kinds(&self) -> Vec<&'static str> {
+        let mut out: Vec<&'static str> = Vec::new();
+        for ev in self.events.borrow().iter() {
+            let k = match ev {
+                Ev::Made => "made",
+                Ev::Data(_) => "data",
+                Ev::Eof => "eof",
+                Ev::Lost(false) => "lost",
+                Ev::Lost(true) => "lost(error)",
+                Ev::PauseWriting => "pause_writing",
+                Ev::ResumeWriting => "resume_writing",
+            };
+            if k == "data" && out.last() == Some(&"data") {
+                continue;
+            }
+            out.push(k);
+        }
+        out
+    }
+
+    /// How many recorded calls satisfy `pred`.
+    pub(crate) fn count(&self, pred: impl Fn(&Ev) -> bool) -> usize {
+        self.events.borrow().iter().filter(|e| pred(e)).count()
+    }
+
+    pub(crate) fn has(&self, ev: &Ev) -> bool {
+        self.events.borrow().contains(ev)
+    }
+
+    pub(crate) fn lost(&self) -> bool {
+        self.count(|e| matches!(e, Ev::Lost(_))) > 0
+    }
+
+    /// Every byte passed to `data_received`, in order.
+    pub(crate) fn received(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for ev in self.events.borrow().iter() {
+            if let Ev::Data(d) = ev {
+                out.extend_from_slice(d);
+            }
+        }
+        out
+    }
+
+    pub(crate) fn received_len(&self) -> usize {
+        self.events
+            .borrow()
+            .iter()
+            .map(|e| match e {
+                Ev::Data(d) => d.len(),
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// The error `connection_lost` got, if any.
+    pub(crate) fn error(&self) -> Option<Error> {
+        self.error.borrow().clone()
+    }
+
+    pub(crate) fn flow_sizes(&self) -> Vec<usize> {
+        self.flow_sizes.borrow().clone()
+    }
+
+    /// The transport `connection_made` got.
+    pub(crate) fn transport(&self) -> Transport {
+        self.transport
+            .borrow()
+            .clone()
+            .expect("connection_made has run")
+    }
+
+    /// Waits (on the log's change notifications) until `cond` holds.
+    ///
+    /// # Panics
+    ///
+    /// After [`STEP_BOUND`], with what was waited for and the calls recorded so far.
+    pub(crate) async fn wait_for(
+        &self,
+        what: &str,
+        cond: impl Fn(&Log) -> bool,
+    ) -> tulipa_futures::Result<()> {
+        let waiting = async {
+            loop {
+                self.changed.clear();
+                if cond(self) {
+                    return Ok(());
+                }
+                self.changed.wait().await?;
+            }
+        };
+        match tulipa_futures::timeout(STEP_BOUND, waiting).await {
+            Err(e) if e.is_timeout() => {
+                panic!(
+                    "timed out waiting for {what}; calls so far: {:?}",
+                    self.kinds()
+                )
+            }
+            r => r,
+        }
+    }
+
+    pub(crate) async fn wait_made(&self) -> tulipa_futures::Result<()> {
+        self.wait_for("connection_made", |l| l.has(&Ev::Made)).await
+    }
+
+    pub(crate) async fn wait_lost(&self) -> tulipa_futures::Result<()> {
+        self.wait_for("connection_lost", Log::lost).await
+    }
+
+    pub(crate) async fn wait_eof(&self) -> tulipa_futures::Result<()> {
+        self.wait_for("eof_received", |l| l.has(&Ev::Eof)).await
+    }
+
+    pub(crate) async fn wait_bytes(&self, n: usize) -> tulipa_futures::Result<()> {
+        self.wait_for(&format!("{n} bytes"), |l| l.received_len() >= n)
+            .await
+    }
+}
+
+type Hook = Box<dyn FnMut(&Transport)>;
+type DataHook = Box<dyn FnMut(&Transport, &[u8])>;
+
+/// A protocol that records its calls into a [`Log`]; hooks run inside the callbacks, after
+/// the call is recorded.
+pub(crate) struct Rec {
+    log: Rc<Log>,
+    transport: Option<Transport>,
+    keep_open: bool,
+    on_made: Option<Hook>,
+    on_data: Option<DataHook>,
+    on_eof: Option<Hook>,
+    on_pause: Option<Hook>,
+    on_resume: Option<Hook>,
+}
+
+impl Rec {
+    pub(crate) fn new(log: &Rc<Log>) -> Rec {
+        Rec {
+            log: log.clone(),
+            transport: None,
+            keep_open: false,
+            on_made: None,
+            on_data: None,
+            on_eof: None,
+            on_pause: None,
+            on_resume: None,
+        }
+    }
+
+    /// `eof_received` returns true (the connection stays half-open).
+    pub(crate) fn keep_open(mut self) -> Rec {
+        self.keep_open = true;
+        self
+    }
+
+    pub(crate) fn on_made(mut self, f: impl FnMut(&Transport) + 'static) -> Rec {
+        self.on_made = Some(Box::new(f));
+        self
+    }
+
+    pub(crate) fn on_data(mut self, f: impl FnMut(&Transport, &[u8]) + 'static) -> Rec {
+        self.on_data = Some(Box::new(f));
+        self
+    }
+
+    pub(crate) fn on_eof(mut self, f: impl FnMut(&Transport) + 'static) -> Rec {
+        self.on_eof = Some(Box::new(f));
+        self
+    }
+
+    pub(crate) fn on_pause(mut self, f: impl FnMut(&Transport) + 'static) -> Rec {
+        self.on_pause = Some(Box::new(f));
+        self
+    }
+
+    pub(crate) fn on_resume(mut self, f: impl FnMut(&Transport) + 'static) -> Rec {
+        self.on_resume = Some(Box::new(f));
+        self
+    }
+
+    fn t(&self) -> &Transport {
+        self.transport
+            .as_ref()
+            .expect("a callback before connection_made")
+    }
+}
+
+impl Protocol for Rec {
+    fn connection_made(&mut self, transport: Transport) {
+        assert!(
+            self.transport.is_none(),
+            "connection_made called twice: {:?}",
+            self.log.kinds()
+        );
+        *self.log.transport.borrow_mut() = Some(transport.clone());
+        self.transport = Some(transport);
+        self.log.push(Ev::Made);
+        if let Some(f) = self.on_made.as_mut() {
+            f(self.transport.as_ref().expect("just set"));
+        }
+    }
+
+    fn data_received(&mut self, data: &[u8]) {
+        assert!(
+            !self.log.has(&Ev::Eof) && !self.log.lost(),
+            "data_received after eof_received or connection_lost: {:?}",
+            self.log.kinds()
+        );
+        self.log.push(Ev::Data(data.to_vec()));
+        if let Some(f) = self.on_data.as_mut() {
+            let t = self.transport.clone().expect("connection_made first");
+            f(&t, data);
+        }
+    }
+
+    fn eof_received(&mut self) -> bool {
+        self.log.push(Ev::Eof);
+        if let Some(f) = self.on_eof.as_mut() {
+            let t = self.transport.clone().expect("connection_made first");
+            f(&t);
+        }
+        self.keep_open
+    }
+
+    fn connection_lost(&mut self, exc: Option<Error>) {
+        assert!(
+            !self.log.lost(),
+            "connection_lost called twice: {:?}",
+            self.log.kinds()
+        );
+        self.log.push(Ev::Lost(exc.is_some()));
+        *self.log.error.borrow_mut() = exc;
+        self.transport = None;
+    }
+
+    fn pause_writing(&mut self) {
+        self.log
+            .flow_sizes
+            .borrow_mut()
+            .push(self.t().get_write_buffer_size());
+        self.log.push(Ev::PauseWriting);
+        if let Some(f) = self.on_pause.as_mut() {
+            let t = self.transport.clone().expect("connection_made first");
+            f(&t);
+        }
+    }
+
+    fn resume_writing(&mut self) {
+        self.log
+            .flow_sizes
+            .borrow_mut()
+            .push(self.t().get_write_buffer_size());
+        self.log.push(Ev::ResumeWriting);
+        if let Some(f) = self.on_resume.as_mut() {
+            let t = self.transport.clone().expect("connection_made first");
+            f(&t);
+        }
+    }
+}
+
+/// Runs `body` as the main task of a fresh loop, bounded by [`BOUND`]; panics on error.
+pub(crate) fn run<F>(body: F)
+where
+    F: std::future::Future<Output = tulipa_futures::Result<()>> + 'static,
+{
+    tulipa_futures::run(async move { tulipa_futures::timeout(BOUND, body).await })
+        .unwrap_or_else(|e| panic!("test body failed: {e}"));
+}
+
+/// Lets every callback that is ready run, `n` times over (a yield, not a clock wait).
+pub(crate) async fn settle(n: usize) -> tulipa_futures::Result<()> {
+    for _ in 0..n {
+        tulipa_futures::sleep(Duration::ZERO).await?;
+    }
+    Ok(())
+}
+
+/// Yields to the loop until `cond` holds (for states no callback reports, such as bytes in a
+/// socket's receive queue); bounded by the caller's [`run`].
+pub(crate) async fn until(cond: impl Fn() -> bool) -> tulipa_futures::Result<()> {
+    while !cond() {
+        tulipa_futures::sleep(Duration::ZERO).await?;
+    }
+    Ok(())
+}
+
+/// A server and a client connected over 127.0.0.1, each with a [`Rec`].
+pub(crate) struct Pair {
+    pub(crate) server: Server,
+    pub(crate) client: Transport,
+    pub(crate) clog: Rc<Log>,
+    pub(crate) slog: Rc<Log>,
+}
+
+impl Pair {
+    /// The accepted (server-side) transport.
+    pub(crate) fn accepted(&self) -> Transport {
+        self.slog.transport()
+    }
+}
+
+/// Connects a client to a fresh server; `server` and `client` customise the `Rec` of each
+/// side. Returns once both sides' `connection_made` have run.
+pub(crate) async fn pair(
+    server: impl Fn(Rec) -> Rec + 'static,
+    client: impl FnOnce(Rec) -> Rec,
+) -> tulipa_transport::Result<Pair> {
+    let slog = Log::new();
+    let factory = {
+        let slog = slog.clone();
+        move || server(Rec::new(&slog))
+    };
+    let srv = create_server(factory, "127.0.0.1", 0, ServerOptions::default()).await?;
+    let port = srv.local_addr().expect("a TCP server").port();
+    let clog = Log::new();
+    let proto = client(Rec::new(&clog));
+    let t = create_connection(move || proto, "127.0.0.1", port, ConnectOptions::default()).await?;
+    assert!(
+        clog.has(&Ev::Made),
+        "create_connection returns after connection_made"
+    );
+    slog.wait_made().await?;
+    Ok(Pair {
+        server: srv,
+        client: t,
+        clog,
+        slog,
+    })
+}
+
+/// Bytes waiting in the socket's receive queue (MSG_PEEK), without taking them.
+pub(crate) fn peek_len(t: &Transport) -> usize {
+    t.with_socket(|s| {
+        let mut buf = [MaybeUninit::<u8>::uninit(); 64 * 1024];
+        s.peek(&mut buf).unwrap_or(0)
+    })
+    .unwrap_or(0)
+}
+
+/// Small kernel buffers, so that a paused peer makes the transport's own buffer grow quickly.
+pub(crate) fn small_socket_buffers(t: &Transport) {
+    t.with_socket(|s| {
+        let _ = s.set_send_buffer_size(32 * 1024);
+        let _ = s.set_recv_buffer_size(32 * 1024);
+    });
+}
+
+/// `n` bytes of a pattern that shows misordered or lost bytes.
+pub(crate) fn pattern(n: usize) -> Vec<u8> {
+    pattern_at(0, n)
+}
+
+/// Bytes `start..start + n` of [`pattern`].
+pub(crate) fn pattern_at(start: usize, n: usize) -> Vec<u8> {
+    (start..start + n)
+        .map(|i| ((i * 7 + i / 251) % 251) as u8)
+        .collect()
+}
+
+/// Writes 64 KiB chunks of the pattern (continuing from `offset`) until the transport buffers
+/// more than `want` bytes; returns the bytes written. Panics if the kernel takes 256 MiB
+/// without pushing back.
+pub(crate) fn fill(t: &Transport, want: usize, offset: usize) -> usize {
+    let chunk = 64 * 1024;
+    let mut written = 0;
+    while t.get_write_buffer_size() <= want {
+        t.write(&pattern_at(offset + written, chunk))
+            .expect("write while filling");
+        written += chunk;
+        assert!(
+            written < 256 << 20,
+            "the kernel took 256 MiB without pushing back"
+        );
+    }
+    written
+}

@@ -1,0 +1,351 @@
+//! `create_server` and `Server`: listening, start/stop serving, closing, waiting, clients.
+//!
+//! Ports CPython's `test_asyncio/test_server.py` (`test_start_server_1`,
+//! `test_wait_closed_basic`, `test_close_clients`, `test_abort_clients`) and the server parts
+//! of `test_events.py` (`test_create_server`, `test_create_server_reuse_port`,
+//! `test_server_close`), on real sockets.
+
+mod common;
+
+use std::cell::RefCell;
+use std::io::ErrorKind;
+use std::rc::Rc;
+
+use common::{fill, pair, run, settle, small_socket_buffers, Ev, Log, Rec};
+use tulipa_futures::{spawn, Task};
+use tulipa_transport::streams::{open_connection, start_server, DEFAULT_LIMIT};
+use tulipa_transport::{create_connection, create_server, ConnectOptions, Error, ServerOptions};
+
+/// A server whose every connection gets its own log, in accept order.
+async fn logging_server(
+    options: ServerOptions,
+) -> tulipa_transport::Result<(tulipa_transport::Server, Rc<RefCell<Vec<Rc<Log>>>>)> {
+    let logs: Rc<RefCell<Vec<Rc<Log>>>> = Rc::default();
+    let l2 = logs.clone();
+    let server = create_server(
+        move || {
+            let log = Log::new();
+            l2.borrow_mut().push(log.clone());
+            Rec::new(&log)
+        },
+        "127.0.0.1",
+        0,
+        options,
+    )
+    .await?;
+    Ok((server, logs))
+}
+
+async fn connect(port: u16) -> tulipa_transport::Result<(tulipa_transport::Transport, Rc<Log>)> {
+    let log = Log::new();
+    let l2 = log.clone();
+    let t = create_connection(
+        move || Rec::new(&l2),
+        "127.0.0.1",
+        port,
+        ConnectOptions::default(),
+    )
+    .await?;
+    Ok((t, log))
+}
+
+#[test]
+fn create_server_on_port_zero_listens_and_serves() {
+    run(async {
+        let (server, logs) = logging_server(ServerOptions::default()).await?;
+        assert!(server.is_serving());
+        let sockets = server.sockets();
+        assert_eq!(sockets.len(), 1);
+        let addr = server.local_addr().unwrap();
+        assert_eq!(sockets[0].as_socket(), Some(addr));
+        assert_ne!(addr.port(), 0);
+        assert!(addr.ip().is_loopback());
+        assert!(format!("{server:?}").contains("serving: true"));
+
+        let (t1, _) = connect(addr.port()).await?;
+        let (t2, _) = connect(addr.port()).await?;
+        common::until(|| logs.borrow().len() == 2).await?;
+        let all = logs.borrow().clone();
+        for log in all {
+            log.wait_made().await?;
+        }
+        t1.close();
+        t2.close();
+        let all = logs.borrow().clone();
+        for log in all {
+            log.wait_lost().await?;
+        }
+        server.close();
+        Ok(())
+    });
+}
+
+#[test]
+fn start_serving_false_accepts_only_after_start_serving() {
+    run(async {
+        let mut options = ServerOptions::default();
+        options.start_serving = false;
+        let (server, logs) = logging_server(options).await?;
+        assert!(!server.is_serving());
+        let port = server.local_addr().unwrap().port();
+        // The kernel completes the handshake (the socket listens), but nobody accepts.
+        let (t, clog) = connect(port).await?;
+        settle(5).await?;
+        assert!(logs.borrow().is_empty());
+        server.start_serving()?;
+        server.start_serving()?; // idempotent
+        assert!(server.is_serving());
+        common::until(|| !logs.borrow().is_empty()).await?;
+        let slog = logs.borrow()[0].clone();
+        slog.wait_made().await?;
+        t.write(b"late")?;
+        slog.wait_bytes(4).await?;
+        t.close();
+        clog.wait_lost().await?;
+        slog.wait_lost().await?;
+        server.close();
+        Ok(())
+    });
+}
+
+#[test]
+fn close_stops_listening_and_keeps_accepted_connections() {
+    run(async {
+        let p = pair(|r| r.on_data(|t, d| t.write(d).unwrap()), |r| r).await?;
+        let port = p.server.local_addr().unwrap().port();
+        p.server.close();
+        p.server.close(); // idempotent
+        assert!(!p.server.is_serving());
+        assert!(p.server.sockets().is_empty());
+        assert_eq!(p.server.local_addr(), None);
+        assert!(matches!(p.server.start_serving(), Err(Error::Closed)));
+
+        // The listening socket is gone...
+        let err = connect(port).await.unwrap_err();
+        assert_eq!(err.io_kind(), Some(ErrorKind::ConnectionRefused), "{err}");
+        // ...the accepted connection is not.
+        p.client.write(b"still here")?;
+        p.clog.wait_bytes(10).await?;
+        assert_eq!(p.clog.received(), b"still here");
+        p.client.close();
+        p.slog.wait_lost().await?;
+        p.server.wait_closed().await?;
+        Ok(())
+    });
+}
+
+#[test]
+fn wait_closed_waits_for_close_and_for_the_clients() {
+    run(async {
+        // asyncio's test_wait_closed_basic: the handler reads to EOF, then closes.
+        let server = start_server(
+            |reader, writer| async move {
+                let _ = reader.read_to_end().await;
+                writer.close();
+                writer.wait_closed().await
+            },
+            "127.0.0.1",
+            0,
+            DEFAULT_LIMIT,
+            ServerOptions::default(),
+        )
+        .await?;
+        let s1 = server.clone();
+        let task1 = spawn(async move { Ok(s1.wait_closed().await?) })?;
+        settle(3).await?;
+        assert!(!task1.done(), "not closed: waits");
+
+        let port = server.local_addr().unwrap().port();
+        let (_reader, writer) = open_connection("127.0.0.1", port, DEFAULT_LIMIT).await?;
+        let s2 = server.clone();
+        let task2 = spawn(async move { Ok(s2.wait_closed().await?) })?;
+        settle(3).await?;
+        assert!(
+            !task1.done() && !task2.done(),
+            "a client, not closed: waits"
+        );
+
+        server.close();
+        settle(3).await?;
+        let s3 = server.clone();
+        let task3 = spawn(async move { Ok(s3.wait_closed().await?) })?;
+        settle(3).await?;
+        assert!(
+            !task1.done() && !task2.done() && !task3.done(),
+            "closed, but a client is open: waits"
+        );
+
+        writer.close();
+        writer.wait_closed().await?;
+        task1.await?;
+        task2.await?;
+        task3.await?;
+        server.wait_closed().await?; // at once now
+        Ok(())
+    });
+}
+
+#[test]
+fn close_clients_closes_every_accepted_connection() {
+    run(async {
+        let (server, logs) = logging_server(ServerOptions::default()).await?;
+        let port = server.local_addr().unwrap().port();
+        let (_t1, c1) = connect(port).await?;
+        let (_t2, c2) = connect(port).await?;
+        common::until(|| logs.borrow().len() == 2).await?;
+        let s1 = server.clone();
+        let waiting: Task<()> = spawn(async move { Ok(s1.wait_closed().await?) })?;
+        settle(3).await?;
+        assert!(!waiting.done());
+
+        server.close();
+        server.close_clients();
+        waiting.await?;
+        for log in [&c1, &c2] {
+            log.wait_lost().await?;
+            assert_eq!(log.kinds(), ["made", "eof", "lost"]);
+        }
+        let all = logs.borrow().clone();
+        for log in all {
+            log.wait_lost().await?;
+            assert_eq!(log.kinds(), ["made", "lost"]);
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn abort_clients_drops_what_they_had_buffered() {
+    run(async {
+        // The client does not read, so the server's transport buffers.
+        let p = pair(
+            |r| r.on_made(small_socket_buffers),
+            |r| {
+                r.on_made(|t| {
+                    small_socket_buffers(t);
+                    t.pause_reading();
+                })
+            },
+        )
+        .await?;
+        let accepted = p.accepted();
+        fill(&accepted, 128 * 1024, 0);
+        assert!(accepted.get_write_buffer_size() > 0);
+        let s1 = p.server.clone();
+        let waiting: Task<()> = spawn(async move { Ok(s1.wait_closed().await?) })?;
+        settle(3).await?;
+        assert!(!waiting.done());
+
+        p.server.close();
+        p.server.abort_clients();
+        assert_eq!(accepted.get_write_buffer_size(), 0);
+        waiting.await?;
+        p.slog.wait_lost().await?;
+        assert!(p.slog.error().is_none());
+        assert_eq!(p.slog.kinds().last(), Some(&"lost"));
+        p.client.close();
+        p.clog.wait_lost().await?;
+        Ok(())
+    });
+}
+
+#[test]
+fn serve_forever_cancelled_closes_the_server() {
+    run(async {
+        // asyncio's test_start_server_1: the handler cancels the task in serve_forever.
+        let main: Rc<RefCell<Option<Task<()>>>> = Rc::default();
+        let m2 = main.clone();
+        let mut options = ServerOptions::default();
+        options.start_serving = false;
+        let server = start_server(
+            move |reader, writer| {
+                let main = m2.clone();
+                async move {
+                    reader.readline().await?;
+                    if let Some(t) = main.borrow().as_ref() {
+                        t.cancel(Some("enough"));
+                    }
+                    writer.write(b"1")?;
+                    writer.close();
+                    writer.wait_closed().await
+                }
+            },
+            "127.0.0.1",
+            0,
+            DEFAULT_LIMIT,
+            options,
+        )
+        .await?;
+        assert!(!server.is_serving());
+        let port = server.local_addr().unwrap().port();
+        let s1 = server.clone();
+        let task: Task<()> = spawn(async move { Ok(s1.serve_forever().await?) })?;
+        *main.borrow_mut() = Some(task.clone());
+        settle(2).await?;
+        assert!(server.is_serving());
+
+        let (reader, writer) = open_connection("127.0.0.1", port, DEFAULT_LIMIT).await?;
+        writer.write(&[b'1'; 5 * 1024])?;
+        writer.write(b"\n")?;
+        assert_eq!(reader.readexactly(1).await?, b"1");
+        let r = task.await;
+        assert!(matches!(&r, Err(e) if e.is_cancelled()), "{r:?}");
+        assert!(!server.is_serving());
+        assert!(server.sockets().is_empty());
+        let again = server.serve_forever().await;
+        assert!(matches!(again, Err(Error::Closed)), "{again:?}");
+        writer.close();
+        server.wait_closed().await?;
+        Ok(())
+    });
+}
+
+#[test]
+fn reuse_port_lets_two_servers_share_a_port() {
+    run(async {
+        let mut options = ServerOptions::default();
+        options.reuse_port = true;
+        let (a, _) = logging_server(options.clone()).await?;
+        let port = a.local_addr().unwrap().port();
+        let log = Log::new();
+        let l2 = log.clone();
+        let b = create_server(move || Rec::new(&l2), "127.0.0.1", port, options).await?;
+        assert_eq!(b.local_addr().unwrap().port(), port);
+        a.close();
+        b.close();
+        Ok(())
+    });
+}
+
+#[test]
+fn each_accepted_connection_gets_a_fresh_protocol() {
+    run(async {
+        let (server, logs) = logging_server(ServerOptions::default()).await?;
+        let port = server.local_addr().unwrap().port();
+        let mut clients = Vec::new();
+        for i in 0..5u8 {
+            let (t, _) = connect(port).await?;
+            t.write(&[i])?;
+            clients.push(t);
+        }
+        common::until(|| logs.borrow().len() == 5).await?;
+        let logs = logs.borrow().clone();
+        for log in &logs {
+            log.wait_bytes(1).await?;
+            assert_eq!(log.count(|e| *e == Ev::Made), 1);
+        }
+        let mut firsts: Vec<u8> = logs.iter().map(|l| l.received()[0]).collect();
+        firsts.sort_unstable();
+        assert_eq!(firsts, [0, 1, 2, 3, 4]);
+        server.close();
+        server.close_clients();
+        for t in &clients {
+            assert!(!t.is_closing());
+        }
+        server.wait_closed().await?;
+        for log in &logs {
+            log.wait_lost().await?;
+        }
+        Ok(())
+    });
+}
