@@ -15,7 +15,9 @@
 //! - `close` sends `close_notify` and flushes, then closes the socket without waiting for the
 //!   peer's `close_notify`; `abort` sends nothing. `write_eof` is not supported over TLS
 //!   ([`Transport::can_write_eof`] is false). The peer's `close_notify` or EOF is reported to the
-//!   user's `eof_received`, then the connection is closed (asyncio's rule for TLS).
+//!   user's `eof_received`, then the connection is closed (asyncio's rule for TLS); a
+//!   `close_notify` is answered with ours first. Writing once the connection is closing or lost
+//!   is [`Error::Closed`].
 //! - Flow control: the socket transport's watermarks reach the user protocol as on plain TCP,
 //!   and the user's `pause_reading` stops reading ciphertext; rustls buffers at most one
 //!   record's worth of plaintext on each side.
@@ -238,7 +240,12 @@ impl TlsState {
     // ---- the user-facing side (called through `Transport` when it carries TLS) ----
 
     pub(crate) fn write(&self, parts: &[&[u8]]) -> Result<()> {
-        if self.closing.get() {
+        // Once the socket is closing or gone (abort, a lost connection) nothing can be sent:
+        // say so rather than encrypt into the void.
+        let Some(sock) = self.sock() else {
+            return Err(Error::Closed);
+        };
+        if self.closing.get() || sock.is_closing() {
             return Err(Error::Closed);
         }
         // rustls takes a bounded amount of plaintext at a time: encrypt as we go, so a large write
@@ -268,9 +275,7 @@ impl TlsState {
             }
         }
         if !out.is_empty() {
-            if let Some(s) = self.sock() {
-                s.write(&out)?;
-            }
+            sock.write(&out)?;
         }
         Ok(())
     }
@@ -365,9 +370,10 @@ impl Protocol for TlsProto {
         }
         if peer_closed {
             self.eof_received();
-            if let Some(s) = st.sock() {
-                s.close();
-            }
+            // Answer the peer's close_notify with ours before closing (RFC 8446 §6.1, and what
+            // asyncio does): a peer waiting for it (OpenSSL's `SSL_shutdown`) would otherwise
+            // see a truncated stream.
+            st.close();
         }
     }
 
