@@ -1,0 +1,309 @@
+//! The transport examples, run as real processes: `echo_server` and `echo_client`.
+//!
+//! Both are built once, in one cargo invocation, with the same cargo that runs these tests (as
+//! `examples.rs` does for the ticker). The server is started on port 0 and tells its address on
+//! its first line; clients are the `echo_client` example and plain `std::net::TcpStream`s. The
+//! tests wait on output lines and socket reads, never on the clock; every wait has a generous
+//! bound so that a broken example fails its test instead of hanging it.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::OnceLock;
+use std::thread;
+use std::time::Duration;
+
+/// How long any single expected line or read may take (the build is done before).
+const BOUND: Duration = Duration::from_secs(60);
+
+const EXAMPLES: [&str; 2] = ["echo_server", "echo_client"];
+
+/// The path of example `name`, both built on first use.
+fn example(name: &str) -> &'static Path {
+    static BINS: OnceLock<HashMap<String, PathBuf>> = OnceLock::new();
+    BINS.get_or_init(build_examples)
+        .get(name)
+        .unwrap_or_else(|| panic!("cargo reported no executable for example {name}"))
+}
+
+fn build_examples() -> HashMap<String, PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--quiet", "--message-format=json"])
+        .args(["-p", "tulipa-examples"])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .stderr(Stdio::inherit());
+    for name in EXAMPLES {
+        cmd.args(["--example", name]);
+    }
+    if !cfg!(debug_assertions) {
+        cmd.arg("--release");
+    }
+    let out = cmd.output().expect("running cargo to build the examples");
+    assert!(
+        out.status.success(),
+        "building the examples failed: {}",
+        out.status
+    );
+    // Cargo prints one JSON object per line; each example's artifact names its executable.
+    let mut bins = HashMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if !line.contains(r#""reason":"compiler-artifact""#) {
+            continue;
+        }
+        for name in EXAMPLES {
+            if line.contains(&format!(r#""name":"{name}""#)) {
+                if let Some(exe) = json_string(line, "executable") {
+                    bins.insert(name.to_owned(), PathBuf::from(exe));
+                }
+            }
+        }
+    }
+    bins
+}
+
+/// The value of the string field `key` in one line of JSON (enough for cargo's messages).
+fn json_string(line: &str, key: &str) -> Option<String> {
+    let start = line.find(&format!(r#""{key}":""#))? + key.len() + 4;
+    let mut value = String::new();
+    let mut chars = line[start..].chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return Some(value),
+            '\\' => value.push(chars.next()?),
+            c => value.push(c),
+        }
+    }
+    None
+}
+
+/// A running example whose stdout is read line by line on a thread; killed on drop if a
+/// failing test leaves it running.
+struct Running {
+    child: Child,
+    lines: Receiver<String>,
+}
+
+impl Running {
+    fn start(name: &str, args: &[&str], stdin: Stdio) -> Running {
+        let mut child = Command::new(example(name))
+            .args(args)
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Running { child, lines }
+    }
+
+    /// Reads lines until one satisfies `want`; returns every line read, that one last.
+    fn read_until(&self, what: &str, want: impl Fn(&str) -> bool) -> Vec<String> {
+        let mut seen = Vec::new();
+        loop {
+            match self.lines.recv_timeout(BOUND) {
+                Ok(line) => {
+                    let done = want(&line);
+                    seen.push(line);
+                    if done {
+                        return seen;
+                    }
+                }
+                Err(e) => panic!("waiting for {what}: {e:?}; output so far: {seen:#?}"),
+            }
+        }
+    }
+
+    /// Reads the rest of the output, up to end of file.
+    fn read_to_end(&self) -> Vec<String> {
+        let mut seen = Vec::new();
+        loop {
+            match self.lines.recv_timeout(BOUND) {
+                Ok(line) => seen.push(line),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return seen,
+                Err(e) => panic!("waiting for the end of the output: {e:?}; output: {seen:#?}"),
+            }
+        }
+    }
+
+    fn wait(&mut self) -> ExitStatus {
+        self.child.wait().expect("waiting for the example")
+    }
+
+    fn interrupt(&self) {
+        let pid = self.child.id().to_string();
+        let kill = Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .expect("running kill");
+        assert!(kill.success(), "kill -INT {pid}: {kill}");
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Starts `echo_server` on a free port; returns it and its address.
+fn start_server() -> (Running, SocketAddr) {
+    let server = Running::start("echo_server", &["--addr", "127.0.0.1:0"], Stdio::null());
+    let first = server.read_until("the listening line", |l| l.starts_with("listening on "));
+    let addr = first
+        .last()
+        .and_then(|l| l.strip_prefix("listening on "))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("a socket address in {first:?}"));
+    (server, addr)
+}
+
+/// Runs `echo_client` to the end with `args` and `input` on its stdin.
+fn run_client(addr: SocketAddr, args: &[&str], input: &[u8]) -> (ExitStatus, Vec<String>) {
+    let addr = addr.to_string();
+    let mut all = vec!["--addr", addr.as_str()];
+    all.extend_from_slice(args);
+    let mut client = Running::start("echo_client", &all, Stdio::piped());
+    let mut stdin = client.child.stdin.take().expect("stdin is piped");
+    let input = input.to_vec();
+    // Written from a thread, and closed after: the client reads it line by line.
+    let writer = thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = client.read_to_end();
+    let status = client.wait();
+    writer.join().expect("the stdin writer");
+    (status, out)
+}
+
+/// Sends `data` over a plain TCP connection, half-closes, and reads the echo to EOF.
+fn raw_echo(addr: SocketAddr, data: &[u8]) -> Vec<u8> {
+    let stream = TcpStream::connect(addr).expect("connecting to echo_server");
+    stream.set_read_timeout(Some(BOUND)).unwrap();
+    stream.set_write_timeout(Some(BOUND)).unwrap();
+    let mut tx = stream.try_clone().unwrap();
+    let data = data.to_vec();
+    // The writer runs alongside the reader: the server echoes while we still send.
+    let writer = thread::spawn(move || {
+        tx.write_all(&data).unwrap();
+        tx.shutdown(Shutdown::Write).unwrap();
+    });
+    let mut echo = Vec::new();
+    (&stream).read_to_end(&mut echo).expect("reading the echo");
+    writer.join().expect("the writer thread");
+    echo
+}
+
+#[test]
+fn echo_client_sends_its_arguments_and_prints_the_echoes() {
+    let (server, addr) = start_server();
+    let (status, out) = run_client(addr, &["hello", "tulipa world", ""], b"");
+    assert!(status.success(), "exit status {status}; output: {out:#?}");
+    assert_eq!(
+        out,
+        [
+            format!("connected to {addr}"),
+            "echo: hello".to_owned(),
+            "echo: tulipa world".to_owned(),
+            "echo: ".to_owned(),
+            "server closed the connection".to_owned(),
+        ]
+    );
+    server.read_until("the connection's end", |l| {
+        l.starts_with("closed ") && l.ends_with(" after 20 bytes")
+    });
+}
+
+#[test]
+fn echo_client_reads_lines_from_stdin() {
+    let (server, addr) = start_server();
+    let (status, out) = run_client(addr, &[], b"first line\nsecond line\nno newline at the end");
+    assert!(status.success(), "exit status {status}; output: {out:#?}");
+    assert_eq!(
+        &out[1..],
+        [
+            "echo: first line",
+            "echo: second line",
+            "echo: no newline at the end",
+            "server closed the connection",
+        ]
+    );
+    drop(server);
+}
+
+#[test]
+fn echo_server_echoes_every_byte_of_a_large_transfer() {
+    let (server, addr) = start_server();
+    let data: Vec<u8> = (0..8usize << 20)
+        .map(|i| (i * 31 + i / 997) as u8)
+        .collect();
+    let echo = raw_echo(addr, &data);
+    assert_eq!(echo.len(), data.len());
+    assert!(echo == data, "the echo differs from what was sent");
+    let n = data.len();
+    server.read_until("the connection's end", |l| {
+        l.starts_with("closed ") && l.ends_with(&format!(" after {n} bytes"))
+    });
+}
+
+#[test]
+fn echo_server_stops_on_sigint_closing_open_connections() {
+    let (mut server, addr) = start_server();
+    // One finished connection, and one left open across the SIGINT.
+    assert_eq!(raw_echo(addr, b"ping\n"), b"ping\n");
+    let mut open = TcpStream::connect(addr).unwrap();
+    open.set_read_timeout(Some(BOUND)).unwrap();
+    open.write_all(b"still here\n").unwrap();
+    let mut buf = [0u8; 11];
+    open.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"still here\n");
+
+    server.interrupt();
+    // The server closes the open connection: our side reads EOF.
+    let mut rest = Vec::new();
+    open.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "{rest:?}");
+
+    let out = server.read_to_end();
+    let status = server.wait();
+    assert!(status.success(), "exit status {status}; output: {out:#?}");
+    assert!(
+        out.iter().any(|l| l == "SIGINT received, closing"),
+        "{out:#?}"
+    );
+    assert!(
+        out.iter()
+            .any(|l| l.starts_with("closed ") && l.ends_with(" after 11 bytes")),
+        "the open connection is closed and reported: {out:#?}"
+    );
+    assert_eq!(
+        out.last().map(String::as_str),
+        Some("goodbye: served 2 connection(s), echoed 16 bytes")
+    );
+}
+
+#[test]
+fn echo_client_fails_cleanly_when_nobody_listens() {
+    // Port 1 (tcpmux) on the loopback: nothing listens there.
+    let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+    let (status, out) = run_client(addr, &["x"], b"");
+    assert!(!status.success(), "output: {out:#?}");
+    assert!(out.is_empty(), "{out:#?}");
+}
