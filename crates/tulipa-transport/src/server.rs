@@ -60,6 +60,8 @@ struct State {
     serving: Cell<bool>,
     closed: Cell<bool>,
     clients: RefCell<Vec<Weak<TransportInner>>>,
+    /// The length of `clients` at which the dead entries are next dropped (see `add_client`).
+    prune_at: Cell<usize>,
     closed_event: Event,
     retry: RefCell<Option<TimerHandle>>,
     unix_path: RefCell<Option<std::path::PathBuf>>,
@@ -153,6 +155,7 @@ impl Server {
                 serving: Cell::new(false),
                 closed: Cell::new(false),
                 clients: RefCell::new(Vec::new()),
+                prune_at: Cell::new(MIN_PRUNE),
                 closed_event: Event::new(),
                 retry: RefCell::new(None),
                 unix_path: RefCell::new(None),
@@ -300,6 +303,23 @@ fn stop_accepting(st: &State) {
     }
 }
 
+/// `clients` is pruned when it reaches at least this many entries.
+const MIN_PRUNE: usize = 64;
+
+/// Remembers an accepted connection for `close_clients` / `abort_clients`. A `Weak` keeps its
+/// allocation alive after the connection is gone, so the dead entries are dropped whenever the
+/// list has doubled since the last pruning: amortised O(1) per accept, and the list stays
+/// within twice the number of live connections (plus `MIN_PRUNE`) on a server that runs for
+/// ever.
+fn add_client(st: &State, t: &Transport) {
+    let mut clients = st.clients.borrow_mut();
+    clients.push(Rc::downgrade(&t.inner));
+    if clients.len() >= st.prune_at.get() {
+        clients.retain(|w| w.strong_count() > 0);
+        st.prune_at.set((2 * clients.len()).max(MIN_PRUNE));
+    }
+}
+
 /// Accepts up to `backlog` connections per readiness, as asyncio does.
 fn accept_ready(st: &Rc<State>, fd: std::os::fd::RawFd) {
     for _ in 0..st.backlog {
@@ -325,7 +345,7 @@ fn accept_ready(st: &Rc<State>, fd: std::os::fd::RawFd) {
                     None => protocol,
                 };
                 match Transport::from_socket(&st.lp, sock, protocol) {
-                    Ok((t, _made)) => st.clients.borrow_mut().push(Rc::downgrade(&t.inner)),
+                    Ok((t, _made)) => add_client(st, &t),
                     Err(e) => tracing::error!(error = %e, "cannot set up an accepted connection"),
                 }
             }
@@ -373,5 +393,64 @@ impl fmt::Debug for Server {
             .field("serving", &self.is_serving())
             .field("closed", &self.state.closed.get())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::{create_connection, ConnectOptions, Protocol};
+
+    /// Keeps its transport until the connection is lost; counts the losses.
+    struct Quiet(Option<Transport>, Rc<Cell<usize>>);
+
+    impl Protocol for Quiet {
+        fn connection_made(&mut self, t: Transport) {
+            self.0 = Some(t);
+        }
+        fn data_received(&mut self, _data: &[u8]) {}
+        fn connection_lost(&mut self, _exc: Option<Error>) {
+            self.0 = None;
+            self.1.set(self.1.get() + 1);
+        }
+    }
+
+    #[test]
+    fn the_client_list_does_not_grow_with_closed_connections() {
+        tulipa_futures::run(async {
+            let lost = Rc::new(Cell::new(0));
+            let l2 = lost.clone();
+            let server = create_server(
+                move || Quiet(None, l2.clone()),
+                "127.0.0.1",
+                0,
+                ServerOptions::default(),
+            )
+            .await?;
+            let port = server.local_addr().expect("TCP").port();
+            let open = Rc::new(Cell::new(0));
+            for i in 1..=300 {
+                let o2 = open.clone();
+                let t = create_connection(
+                    move || Quiet(None, o2),
+                    "127.0.0.1",
+                    port,
+                    ConnectOptions::default(),
+                )
+                .await?;
+                t.close();
+                // The server side sees EOF and closes: wait for its connection_lost.
+                while lost.get() < i {
+                    tulipa_futures::sleep(Duration::ZERO).await?;
+                }
+            }
+            let len = server.state.clients.borrow().len();
+            assert!(len <= MIN_PRUNE, "{len} entries for 0 live connections");
+            server.close();
+            Ok(())
+        })
+        .expect("the test body");
     }
 }
