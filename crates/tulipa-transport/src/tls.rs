@@ -286,9 +286,55 @@ impl TlsState {
         }
         self.conn.borrow_mut().send_close_notify();
         let _ = self.flush();
+        self.close_socket();
+    }
+
+    /// The peer sent `close_notify`: answer with ours (RFC 8446 §6.1; asyncio does too), then
+    /// close. Best effort: a peer that closed its socket at once may have reset the connection
+    /// already (our TLS 1.3 session tickets reaching its closed socket do that), and failing to
+    /// send the answer must not turn the peer's clean close into an error.
+    fn answer_close_notify(self: &Rc<Self>) {
+        if self.closing.replace(true) {
+            return;
+        }
+        let Some(s) = self.sock() else { return };
+        let mut out = Vec::new();
+        {
+            let mut conn = self.conn.borrow_mut();
+            conn.send_close_notify();
+            while conn.wants_write() {
+                if conn.write_tls(&mut out).is_err() {
+                    break;
+                }
+            }
+        }
+        if s.get_write_buffer_size() == 0 {
+            // Nothing queued before it: send directly, and drop it if the peer is gone.
+            let sent = match s.with_socket(|so| so.send_with_flags(&out, crate::sys::SEND_FLAGS)) {
+                Some(Ok(n)) => n,
+                Some(Err(e))
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    0
+                }
+                _ => out.len(),
+            };
+            out.drain(..sent);
+        }
+        if !out.is_empty() {
+            let _ = s.write(&out);
+        }
+        self.close_socket();
+    }
+
+    /// Closes the socket once its buffer drains; a peer that never reads gets aborted after
+    /// [`SHUTDOWN_TIMEOUT`].
+    fn close_socket(&self) {
         if let Some(s) = self.sock() {
             s.close();
-            // The socket closes once its buffer drains; a peer that never reads gets aborted.
             let s2 = s.clone();
             let _ = self.lp.call_later(SHUTDOWN_TIMEOUT, move || s2.abort());
         }
@@ -373,7 +419,7 @@ impl Protocol for TlsProto {
             // Answer the peer's close_notify with ours before closing (RFC 8446 §6.1, and what
             // asyncio does): a peer waiting for it (OpenSSL's `SSL_shutdown`) would otherwise
             // see a truncated stream.
-            st.close();
+            st.answer_close_notify();
         }
     }
 

@@ -1,0 +1,779 @@
+//! Flow control and the end of a connection through the TLS layer, on real sockets.
+//!
+//! - A server that stops reading makes the client's protocol get `pause_writing` once the
+//!   (ciphertext) write buffer passes the high watermark, and `resume_writing` once the server
+//!   reads again; every byte still arrives.
+//! - 16 MiB each way at once, checked byte for byte, both senders obeying flow control.
+//! - `close` sends `close_notify` and `abort` does not: seen by a peer that drives rustls by hand
+//!   over a plain TCP transport, so it can tell a TLS end of stream from a bare TCP one.
+//! - `write_eof` is an error over TLS; writing after `close`, `abort` or the peer's close is
+//!   [`Error::Closed`].
+//! - A peer that never reads cannot hold a closing connection open longer than the shutdown
+//!   timeout (on a virtual-time loop, over a socket pair).
+//! - 30 TLS connect/close cycles leave as many open file descriptors as before.
+//!
+//! Every wait is on a protocol callback (an [`Event`]), bounded so that a broken transport fails
+//! the test instead of hanging it; nothing sleeps. The tests take turns through [`SERIAL`]
+//! because one of them counts the process's open file descriptors.
+
+use std::cell::{Cell, RefCell};
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::{ClientConfig, RootCertStore, ServerConnection};
+use tulipa_futures::sync::Event;
+use tulipa_futures::{spawn, Task};
+use tulipa_transport::flow::DEFAULT_HIGH_WATER;
+use tulipa_transport::tls::{self, TlsSide};
+use tulipa_transport::{
+    create_connection, create_server, ConnectOptions, Error, Protocol, Server, ServerOptions,
+    Transport,
+};
+
+/// Held by each test for its whole run: one test counts the process's open fds.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The bound on a whole test body.
+const BOUND: Duration = Duration::from_secs(120);
+
+/// The bound on one wait for a protocol callback, shorter than [`BOUND`] so its message wins.
+const STEP_BOUND: Duration = Duration::from_secs(60);
+
+const MIB: usize = 1024 * 1024;
+
+// ---- certificates and configurations -----------------------------------------------------------
+
+struct Identity {
+    cert: CertificateDer<'static>,
+    key: PrivateKeyDer<'static>,
+}
+
+fn identity() -> Identity {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    Identity {
+        cert: ck.cert.der().clone(),
+        key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der())),
+    }
+}
+
+impl Identity {
+    fn server_config(&self) -> Arc<tls::ServerConfig> {
+        tls::server_config(vec![self.cert.clone()], self.key.clone_key(), &[]).unwrap()
+    }
+
+    fn client_config(&self) -> Arc<ClientConfig> {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.cert.clone()).unwrap();
+        Arc::new(
+            ClientConfig::builder()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        )
+    }
+
+    fn connect_options(&self) -> ConnectOptions {
+        let mut o = ConnectOptions::default();
+        o.tls = Some(self.client_config());
+        o.server_hostname = Some("localhost".into());
+        o
+    }
+
+    fn server_options(&self) -> ServerOptions {
+        let mut o = ServerOptions::default();
+        o.tls = Some(self.server_config());
+        o
+    }
+}
+
+// ---- a recording protocol ----------------------------------------------------------------------
+
+/// Byte `i` of the test stream `seed`: long-period, so a lost, doubled or reordered chunk shows.
+fn byte(seed: u8, i: usize) -> u8 {
+    ((i.wrapping_mul(31) + i / 4093 + usize::from(seed)) % 251) as u8
+}
+
+fn pattern(seed: u8, range: std::ops::Range<usize>) -> Vec<u8> {
+    range.map(|i| byte(seed, i)).collect()
+}
+
+/// What one connection's protocol was told.
+#[derive(Default)]
+struct Log {
+    /// The calls by name, consecutive `data` calls collapsed.
+    calls: RefCell<Vec<&'static str>>,
+    transport: RefCell<Option<Transport>>,
+    error: RefCell<Option<Error>>,
+    /// Bytes received; kept unless `expect` is set.
+    bytes: RefCell<Vec<u8>>,
+    received: Cell<usize>,
+    /// Check the incoming bytes against this test stream instead of keeping them.
+    expect: Cell<Option<u8>>,
+    /// The first offset where the incoming bytes differ from `expect`.
+    mismatch: Cell<Option<usize>>,
+    /// Between `pause_writing` and `resume_writing`.
+    paused: Cell<bool>,
+    /// The write-buffer size at each `pause_writing` / `resume_writing`.
+    flow_sizes: RefCell<Vec<usize>>,
+    /// Pause reading in `connection_made`.
+    pause_reading_at_start: Cell<bool>,
+    changed: Event,
+}
+
+impl Log {
+    fn new() -> Rc<Log> {
+        Rc::new(Log::default())
+    }
+
+    fn push(&self, call: &'static str) {
+        let mut calls = self.calls.borrow_mut();
+        if !(call == "data" && calls.last() == Some(&"data")) {
+            calls.push(call);
+        }
+        drop(calls);
+        self.changed.set();
+    }
+
+    fn calls(&self) -> Vec<&'static str> {
+        self.calls.borrow().clone()
+    }
+
+    fn count(&self, call: &str) -> usize {
+        self.calls.borrow().iter().filter(|c| **c == call).count()
+    }
+
+    fn lost(&self) -> bool {
+        self.count("lost") > 0
+    }
+
+    fn transport(&self) -> Transport {
+        self.transport
+            .borrow()
+            .clone()
+            .expect("connection_made ran")
+    }
+
+    /// Waits on the log's change notifications until `cond` holds.
+    async fn wait_for(
+        &self,
+        what: &str,
+        cond: impl Fn(&Log) -> bool,
+    ) -> tulipa_futures::Result<()> {
+        let waiting = async {
+            loop {
+                self.changed.clear();
+                if cond(self) {
+                    return Ok(());
+                }
+                self.changed.wait().await?;
+            }
+        };
+        match tulipa_futures::timeout(STEP_BOUND, waiting).await {
+            Err(e) if e.is_timeout() => panic!(
+                "timed out waiting for {what}; calls so far: {:?}, {} bytes received",
+                self.calls(),
+                self.received.get()
+            ),
+            r => r,
+        }
+    }
+
+    async fn wait_lost(&self) -> tulipa_futures::Result<()> {
+        self.wait_for("connection_lost", Log::lost).await
+    }
+
+    async fn wait_bytes(&self, n: usize) -> tulipa_futures::Result<()> {
+        self.wait_for(&format!("{n} bytes"), |l| l.received.get() >= n)
+            .await
+    }
+}
+
+/// A protocol that records its calls into a [`Log`].
+struct Rec(Rc<Log>);
+
+impl Protocol for Rec {
+    fn connection_made(&mut self, t: Transport) {
+        if self.0.pause_reading_at_start.get() {
+            t.pause_reading();
+        }
+        *self.0.transport.borrow_mut() = Some(t);
+        self.0.push("made");
+    }
+
+    fn data_received(&mut self, data: &[u8]) {
+        let log = &self.0;
+        assert!(
+            !log.lost() && log.count("eof") == 0,
+            "data after eof or loss: {:?}",
+            log.calls()
+        );
+        let start = log.received.get();
+        match log.expect.get() {
+            Some(seed) if log.mismatch.get().is_none() => {
+                if let Some(k) = (0..data.len()).find(|&k| data[k] != byte(seed, start + k)) {
+                    log.mismatch.set(Some(start + k));
+                }
+            }
+            Some(_) => {}
+            None => log.bytes.borrow_mut().extend_from_slice(data),
+        }
+        log.received.set(start + data.len());
+        log.push("data");
+    }
+
+    fn eof_received(&mut self) -> bool {
+        self.0.push("eof");
+        false
+    }
+
+    fn connection_lost(&mut self, exc: Option<Error>) {
+        assert!(!self.0.lost(), "connection_lost twice");
+        *self.0.error.borrow_mut() = exc;
+        self.0.transport.borrow_mut().take();
+        self.0.push("lost");
+    }
+
+    fn pause_writing(&mut self) {
+        assert!(!self.0.paused.replace(true), "pause_writing twice in a row");
+        let size = self.0.transport().get_write_buffer_size();
+        self.0.flow_sizes.borrow_mut().push(size);
+        self.0.push("pause_writing");
+    }
+
+    fn resume_writing(&mut self) {
+        assert!(
+            self.0.paused.replace(false),
+            "resume_writing without a pause"
+        );
+        let size = self.0.transport().get_write_buffer_size();
+        self.0.flow_sizes.borrow_mut().push(size);
+        self.0.push("resume_writing");
+    }
+}
+
+/// A TLS server whose connections each get a fresh [`Log`], prepared by `setup`; the logs are
+/// kept in accept order.
+async fn tls_server(
+    id: &Identity,
+    setup: impl Fn(&Log) + 'static,
+) -> tulipa_transport::Result<(Server, Rc<RefCell<Vec<Rc<Log>>>>, u16)> {
+    let logs = Rc::new(RefCell::new(Vec::new()));
+    let l2 = logs.clone();
+    let server = create_server(
+        move || {
+            let log = Log::new();
+            setup(&log);
+            l2.borrow_mut().push(log.clone());
+            Rec(log)
+        },
+        "127.0.0.1",
+        0,
+        id.server_options(),
+    )
+    .await?;
+    let port = server.local_addr().expect("a TCP server").port();
+    Ok((server, logs, port))
+}
+
+/// Connects a TLS client with a fresh [`Log`] to `port`.
+async fn tls_client(id: &Identity, port: u16) -> tulipa_transport::Result<(Transport, Rc<Log>)> {
+    let log = Log::new();
+    let l2 = log.clone();
+    let t = create_connection(move || Rec(l2), "127.0.0.1", port, id.connect_options()).await?;
+    Ok((t, log))
+}
+
+/// The server side of the `n`th connection, once its `connection_made` has run.
+async fn accepted(logs: &Rc<RefCell<Vec<Rc<Log>>>>, n: usize) -> tulipa_futures::Result<Rc<Log>> {
+    // The server accepted (and made the protocol) before it could answer the client's hello,
+    // so by the time the client's handshake is done the log exists; its `connection_made`
+    // comes with the client's last handshake message.
+    let log = logs
+        .borrow()
+        .get(n - 1)
+        .cloned()
+        .unwrap_or_else(|| panic!("the server has not accepted connection {n}"));
+    log.wait_for("the server's connection_made", |l| l.count("made") == 1)
+        .await?;
+    Ok(log)
+}
+
+/// Writes `total` bytes of test stream `seed`, pausing between `pause_writing` and
+/// `resume_writing` as a well-behaved writer does.
+async fn send_stream(
+    t: Transport,
+    log: Rc<Log>,
+    seed: u8,
+    total: usize,
+) -> tulipa_futures::Result<()> {
+    const CHUNK: usize = 256 * 1024;
+    let mut off = 0;
+    while off < total {
+        log.wait_for("resume_writing", |l| !l.paused.get()).await?;
+        let n = CHUNK.min(total - off);
+        t.write(&pattern(seed, off..off + n))?;
+        off += n;
+    }
+    Ok(())
+}
+
+/// Runs `body` on a fresh loop, bounded by [`BOUND`], one test at a time; panics on error.
+fn run<F>(body: F)
+where
+    F: std::future::Future<Output = tulipa_futures::Result<()>> + 'static,
+{
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    tulipa_futures::run(async move { tulipa_futures::timeout(BOUND, body).await })
+        .unwrap_or_else(|e| panic!("test body failed: {e}"));
+}
+
+// ---- flow control ------------------------------------------------------------------------------
+
+#[test]
+fn a_server_that_stops_reading_pauses_the_tls_writer_until_it_reads_again() {
+    run(async {
+        let id = identity();
+        let (server, logs, port) = tls_server(&id, |l| {
+            l.pause_reading_at_start.set(true);
+            l.expect.set(Some(1));
+        })
+        .await?;
+        let (t, clog) = tls_client(&id, port).await?;
+        let slog = accepted(&logs, 1).await?;
+        assert!(!slog.transport().is_reading(), "the server paused reading");
+        let (low, high) = t.get_write_buffer_limits();
+        assert_eq!(high, DEFAULT_HIGH_WATER);
+
+        // Write until the client is told to stop; the kernel's buffers take a few MiB first.
+        const CHUNK: usize = 64 * 1024;
+        let mut sent = 0;
+        while !clog.paused.get() {
+            assert!(
+                sent < 512 * MIB,
+                "no pause_writing after {sent} bytes to a peer that does not read"
+            );
+            t.write(&pattern(1, sent..sent + CHUNK))?;
+            sent += CHUNK;
+        }
+        assert_eq!(clog.calls(), ["made", "pause_writing"]);
+        let at_pause = clog.flow_sizes.borrow()[0];
+        assert!(at_pause > high, "paused at {at_pause} bytes buffered");
+
+        // Nothing drains while the server does not read: no resume however often the loop runs.
+        for _ in 0..50 {
+            tulipa_futures::sleep(Duration::ZERO).await?;
+        }
+        assert_eq!(clog.calls(), ["made", "pause_writing"]);
+        assert!(t.get_write_buffer_size() > high);
+        assert!(slog.received.get() < sent);
+
+        slog.transport().resume_reading();
+        clog.wait_for("resume_writing", |l| l.count("resume_writing") == 1)
+            .await?;
+        let at_resume = clog.flow_sizes.borrow()[1];
+        assert!(at_resume <= low, "resumed at {at_resume} bytes buffered");
+
+        // Every byte arrives, in order.
+        slog.wait_bytes(sent).await?;
+        assert_eq!(slog.mismatch.get(), None);
+        t.close();
+        clog.wait_lost().await?;
+        slog.wait_lost().await?;
+        assert_eq!(
+            clog.calls(),
+            ["made", "pause_writing", "resume_writing", "lost"]
+        );
+        assert_eq!(slog.calls(), ["made", "data", "eof", "lost"]);
+        assert!(clog.error.borrow().is_none() && slog.error.borrow().is_none());
+        assert_eq!(slog.received.get(), sent);
+        server.close();
+        Ok(())
+    });
+}
+
+#[test]
+fn sixteen_mib_each_way_at_once_arrive_byte_for_byte() {
+    run(async {
+        const TOTAL: usize = 16 * MIB;
+        let id = identity();
+        let (server, logs, port) = tls_server(&id, |l| l.expect.set(Some(2))).await?;
+        let (t, clog) = tls_client(&id, port).await?;
+        clog.expect.set(Some(3));
+        let slog = accepted(&logs, 1).await?;
+
+        let up: Task<()> = spawn(send_stream(t.clone(), clog.clone(), 2, TOTAL))?;
+        let down: Task<()> = spawn(send_stream(slog.transport(), slog.clone(), 3, TOTAL))?;
+        up.await?;
+        down.await?;
+        slog.wait_bytes(TOTAL).await?;
+        clog.wait_bytes(TOTAL).await?;
+        assert_eq!(slog.mismatch.get(), None, "client to server");
+        assert_eq!(clog.mismatch.get(), None, "server to client");
+        assert_eq!(slog.received.get(), TOTAL);
+        assert_eq!(clog.received.get(), TOTAL);
+        // Pauses and resumes (if any) came in pairs.
+        for log in [&clog, &slog] {
+            assert_eq!(log.count("pause_writing"), log.count("resume_writing"));
+        }
+
+        t.close();
+        clog.wait_lost().await?;
+        slog.wait_lost().await?;
+        assert_eq!(slog.calls().last(), Some(&"lost"));
+        assert!(slog.calls().contains(&"eof"), "{:?}", slog.calls());
+        assert!(clog.error.borrow().is_none() && slog.error.borrow().is_none());
+        server.close();
+        Ok(())
+    });
+}
+
+// ---- the end of a connection -------------------------------------------------------------------
+
+/// A TLS server driven by hand with rustls over a plain TCP transport: it echoes, and at the
+/// end of the TCP stream it asks rustls how the TLS stream ended, which a TLS transport does
+/// not tell its protocol.
+struct RawTlsPeer {
+    conn: ServerConnection,
+    transport: Option<Transport>,
+    log: Rc<Log>,
+    /// `"close_notify"` or `"truncated"` once the TCP stream ended.
+    ending: Rc<RefCell<Option<String>>>,
+}
+
+impl RawTlsPeer {
+    fn send_pending(&mut self) {
+        let mut out = Vec::new();
+        while self.conn.wants_write() {
+            self.conn.write_tls(&mut out).unwrap();
+        }
+        if let Some(t) = &self.transport {
+            let _ = t.write(&out);
+        }
+    }
+}
+
+impl Protocol for RawTlsPeer {
+    fn connection_made(&mut self, t: Transport) {
+        self.transport = Some(t);
+        self.log.push("made");
+    }
+
+    fn data_received(&mut self, mut data: &[u8]) {
+        let mut plain = Vec::new();
+        while !data.is_empty() {
+            self.conn.read_tls(&mut data).unwrap();
+            self.conn
+                .process_new_packets()
+                .expect("the client speaks TLS");
+            let mut buf = [0u8; 16 * 1024];
+            loop {
+                match self.conn.reader().read(&mut buf) {
+                    Ok(0) => break, // close_notify; reported at the end of the TCP stream
+                    Ok(n) => plain.extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("reading plaintext: {e}"),
+                }
+            }
+        }
+        if !plain.is_empty() {
+            self.conn.writer().write_all(&plain).unwrap();
+            self.log.bytes.borrow_mut().extend_from_slice(&plain);
+            self.log.received.set(self.log.received.get() + plain.len());
+            self.log.push("data");
+        }
+        self.send_pending();
+    }
+
+    fn eof_received(&mut self) -> bool {
+        // Tell rustls the TCP stream ended, then read: `Ok(0)` after a close_notify,
+        // `UnexpectedEof` without one.
+        let _ = self.conn.read_tls(&mut &b""[..]);
+        let _ = self.conn.process_new_packets();
+        let end = match self.conn.reader().read(&mut [0u8; 1]) {
+            Ok(0) => "close_notify".to_string(),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => "truncated".to_string(),
+            other => format!("unexpected: {other:?}"),
+        };
+        *self.ending.borrow_mut() = Some(end);
+        self.log.push("eof");
+        false
+    }
+
+    fn connection_lost(&mut self, exc: Option<Error>) {
+        *self.log.error.borrow_mut() = exc;
+        self.transport = None;
+        self.log.push("lost");
+    }
+}
+
+/// Connects a TLS client to a [`RawTlsPeer`], exchanges a line, ends the connection with
+/// `close` (or `abort`) and returns how the peer saw the TLS stream end.
+async fn end_seen_by_raw_peer(abort: bool) -> tulipa_futures::Result<String> {
+    let id = identity();
+    let cfg = id.server_config();
+    let plog = Log::new();
+    let ending = Rc::new(RefCell::new(None));
+    let (pl, en) = (plog.clone(), ending.clone());
+    let server = create_server(
+        move || RawTlsPeer {
+            conn: ServerConnection::new(cfg.clone()).unwrap(),
+            transport: None,
+            log: pl.clone(),
+            ending: en.clone(),
+        },
+        "127.0.0.1",
+        0,
+        ServerOptions::default(),
+    )
+    .await?;
+    let port = server.local_addr().unwrap().port();
+    let (t, clog) = tls_client(&id, port).await?;
+    t.write(b"hello, raw rustls\n")?;
+    // The echo comes after the peer's session tickets: once it is here, the client has read
+    // everything, so an abort closes the socket with a FIN and no reset.
+    clog.wait_bytes(18).await?;
+    assert_eq!(&*clog.bytes.borrow(), b"hello, raw rustls\n");
+    if abort {
+        t.abort();
+    } else {
+        t.close();
+    }
+    clog.wait_lost().await?;
+    assert!(clog.error.borrow().is_none(), "{:?}", clog.error.borrow());
+    plog.wait_lost().await?;
+    assert_eq!(plog.calls(), ["made", "data", "eof", "lost"]);
+    server.close();
+    let end = ending.borrow_mut().take().expect("the peer saw the end");
+    Ok(end)
+}
+
+#[test]
+fn close_sends_close_notify_before_the_tcp_end() {
+    run(async {
+        assert_eq!(end_seen_by_raw_peer(false).await?, "close_notify");
+        Ok(())
+    });
+}
+
+#[test]
+fn abort_ends_the_tcp_stream_without_close_notify() {
+    run(async {
+        assert_eq!(end_seen_by_raw_peer(true).await?, "truncated");
+        Ok(())
+    });
+}
+
+#[test]
+fn a_tulipa_peer_sees_eof_then_a_clean_loss_after_close() {
+    run(async {
+        let id = identity();
+        let (server, logs, port) = tls_server(&id, |_| {}).await?;
+        let (t, clog) = tls_client(&id, port).await?;
+        let slog = accepted(&logs, 1).await?;
+        t.write(b"last words")?;
+        t.close();
+        assert!(t.is_closing());
+        slog.wait_lost().await?;
+        clog.wait_lost().await?;
+        assert_eq!(slog.calls(), ["made", "data", "eof", "lost"]);
+        assert_eq!(&*slog.bytes.borrow(), b"last words");
+        assert!(slog.error.borrow().is_none(), "{:?}", slog.error.borrow());
+        assert_eq!(clog.calls(), ["made", "lost"]);
+        assert!(clog.error.borrow().is_none());
+        server.close();
+        Ok(())
+    });
+}
+
+#[test]
+fn after_abort_a_tulipa_peer_loses_the_connection_once_and_the_aborter_gets_none() {
+    run(async {
+        let id = identity();
+        let (server, logs, port) = tls_server(&id, |_| {}).await?;
+        let (t, clog) = tls_client(&id, port).await?;
+        let slog = accepted(&logs, 1).await?;
+        t.write(b"before abort")?;
+        slog.wait_bytes(12).await?;
+        t.abort();
+        assert!(t.is_closing());
+        clog.wait_lost().await?;
+        slog.wait_lost().await?;
+        assert_eq!(clog.calls(), ["made", "lost"]);
+        assert!(clog.error.borrow().is_none(), "abort reports no error");
+        // What the server's protocol sees of a truncated TLS stream: like asyncio's sslproto,
+        // Tulipa reports the bare TCP end as an ordinary end of stream (the raw-rustls tests
+        // above show the difference on the wire). It is the end, exactly once, after the data.
+        assert_eq!(slog.calls().first(), Some(&"made"));
+        assert_eq!(slog.calls().last(), Some(&"lost"));
+        assert_eq!(slog.count("lost"), 1);
+        assert_eq!(&*slog.bytes.borrow(), b"before abort");
+        server.close();
+        Ok(())
+    });
+}
+
+#[test]
+fn write_eof_is_an_error_over_tls_and_the_connection_goes_on() {
+    run(async {
+        let id = identity();
+        let (server, logs, port) = tls_server(&id, |_| {}).await?;
+        let (t, _clog) = tls_client(&id, port).await?;
+        let slog = accepted(&logs, 1).await?;
+        assert!(!t.can_write_eof());
+        assert!(!slog.transport().can_write_eof());
+        let err = t.write_eof().expect_err("no half-close over TLS");
+        assert_eq!(err.io_kind(), Some(io::ErrorKind::Unsupported), "{err}");
+        assert!(!t.is_closing(), "a refused write_eof closes nothing");
+        t.write(b"still here")?;
+        slog.wait_bytes(10).await?;
+        assert_eq!(&*slog.bytes.borrow(), b"still here");
+        t.close();
+        slog.wait_lost().await?;
+        server.close();
+        Ok(())
+    });
+}
+
+#[test]
+fn writing_after_close_abort_or_the_peers_close_is_closed() {
+    run(async {
+        let id = identity();
+        let (server, logs, port) = tls_server(&id, |_| {}).await?;
+
+        // After close: at once, and after the connection is gone.
+        let (t, clog) = tls_client(&id, port).await?;
+        t.close();
+        assert!(matches!(t.write(b"x"), Err(Error::Closed)));
+        assert!(matches!(t.writelines(&[b"a", b"b"]), Err(Error::Closed)));
+        clog.wait_lost().await?;
+        assert!(matches!(t.write(b"x"), Err(Error::Closed)));
+
+        // After abort.
+        let (t, clog) = tls_client(&id, port).await?;
+        t.abort();
+        assert!(matches!(t.write(b"x"), Err(Error::Closed)));
+        clog.wait_lost().await?;
+        assert!(matches!(t.write(b"x"), Err(Error::Closed)));
+
+        // After the peer closed: its close_notify ends the connection here too.
+        let (t, clog) = tls_client(&id, port).await?;
+        let slog = accepted(&logs, 3).await?;
+        slog.transport().close();
+        clog.wait_lost().await?;
+        assert_eq!(clog.calls(), ["made", "eof", "lost"]);
+        assert!(clog.error.borrow().is_none());
+        assert!(matches!(t.write(b"x"), Err(Error::Closed)));
+        server.close();
+        Ok(())
+    });
+}
+
+// ---- the shutdown timeout, on virtual time -----------------------------------------------------
+
+/// Plain transports on the two ends of a socket pair, upgraded to TLS with `start_tls`: a pair
+/// whose bytes are in the peer's queue as soon as `send` returns, which is what a virtual-time
+/// loop needs (it never waits for the kernel).
+async fn tls_socket_pair(
+    id: &Identity,
+) -> tulipa_futures::Result<((Transport, Rc<Log>), (Transport, Rc<Log>))> {
+    let lp = tulipa_futures::rt::EventLoop::running()?;
+    let (a, b) = UnixStream::pair().unwrap();
+    let (clog, slog) = (Log::new(), Log::new());
+    let (ct, cmade) = Transport::from_socket(&lp, a.into(), Box::new(Rec(clog.clone())))?;
+    let (st, smade) = Transport::from_socket(&lp, b.into(), Box::new(Rec(slog.clone())))?;
+    cmade.await?;
+    smade.await?;
+    // The server side switches first, so the client's hello finds TLS there.
+    let server_cfg = id.server_config();
+    let server_side: Task<Transport> =
+        spawn(async move { Ok(tls::start_tls(&st, TlsSide::Server(server_cfg)).await?) })?;
+    let ct = tls::start_tls(
+        &ct,
+        TlsSide::Client {
+            config: id.client_config(),
+            server_name: "localhost".into(),
+        },
+    )
+    .await?;
+    let st = server_side.await?;
+    Ok(((ct, clog), (st, slog)))
+}
+
+#[test]
+fn close_gives_up_on_a_peer_that_never_reads_after_the_shutdown_timeout() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let lp = tulipa_loop::EventLoop::new_virtual().unwrap();
+    let lp2 = lp.clone();
+    tulipa_futures::run_until_complete(&lp, async move {
+        let id = identity();
+        let ((t, clog), (st, slog)) = tls_socket_pair(&id).await?;
+        st.pause_reading();
+        let mut sent = 0;
+        while !clog.paused.get() {
+            assert!(sent < 64 * MIB, "no pause_writing after {sent} bytes");
+            t.write(&pattern(4, sent..sent + 64 * 1024))?;
+            sent += 64 * 1024;
+        }
+        let start = lp2.time();
+        t.close();
+        // The close_notify waits behind the unread data; only the timeout ends the wait.
+        clog.wait_lost().await?;
+        let waited = lp2.time() - start;
+        assert!(
+            waited >= tls::SHUTDOWN_TIMEOUT,
+            "closed after {waited:?} of virtual time"
+        );
+        assert!(waited < tls::SHUTDOWN_TIMEOUT + Duration::from_secs(1));
+        assert_eq!(clog.calls(), ["made", "pause_writing", "lost"]);
+        st.abort();
+        slog.wait_lost().await?;
+        Ok(())
+    })
+    .unwrap_or_else(|e| panic!("test body failed: {e}"));
+    lp.close().unwrap();
+}
+
+// ---- file descriptors --------------------------------------------------------------------------
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("reading /proc/self/fd")
+        .count()
+}
+
+#[test]
+fn thirty_tls_connect_close_cycles_leave_no_fd_behind() {
+    if !std::path::Path::new("/proc/self/fd").exists() {
+        println!("skipped: no /proc/self/fd on this system");
+        return;
+    }
+    run(async {
+        let id = identity();
+        let (server, logs, port) = tls_server(&id, |_| {}).await?;
+        let cycle = |n: usize| {
+            let (logs, id) = (logs.clone(), &id);
+            async move {
+                let (t, clog) = tls_client(id, port).await?;
+                let slog = accepted(&logs, n).await?;
+                t.write(b"ping")?;
+                slog.wait_bytes(4).await?;
+                t.close();
+                clog.wait_lost().await?;
+                slog.wait_lost().await?;
+                Ok::<(), tulipa_futures::Error>(())
+            }
+        };
+        // One warm-up cycle, so that only per-connection fds are compared.
+        cycle(1).await?;
+        let before = open_fds();
+        for n in 2..=31 {
+            cycle(n).await?;
+        }
+        assert_eq!(open_fds(), before, "fds after 30 TLS connections");
+        server.close();
+        Ok(())
+    });
+}
