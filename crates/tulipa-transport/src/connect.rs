@@ -179,7 +179,14 @@ async fn attach(
         let (proto, st) = crate::tls::client(lp, cfg.clone(), name, protocol, limit)?;
         let (t, made) = Transport::from_socket(lp, sock, Box::new(proto))?;
         until_made(&t, made).await?;
-        return crate::tls::handshake(st, &t).await;
+        // A failed or cancelled handshake leaves nobody holding the socket: abort it.
+        return match crate::tls::handshake(st, &t).await {
+            Ok(tls) => Ok(tls),
+            Err(e) => {
+                t.abort();
+                Err(e)
+            }
+        };
     }
     let _ = (options, host);
     let (t, made) = Transport::from_socket(lp, sock, protocol)?;
@@ -191,7 +198,7 @@ async fn attach(
 /// cancelled), nobody will ever hold the transport: it is aborted, so that the connection does
 /// not stay open with a protocol no one can reach (asyncio's `create_connection` closes its
 /// transport the same way).
-async fn until_made(t: &Transport, made: TaskFuture<()>) -> Result<()> {
+pub(crate) async fn until_made(t: &Transport, made: TaskFuture<()>) -> Result<()> {
     if let Err(e) = made.await {
         t.abort();
         return Err(e.into());

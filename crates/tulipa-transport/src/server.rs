@@ -295,6 +295,13 @@ impl Server {
     }
 }
 
+impl Drop for State {
+    fn drop(&mut self) {
+        // A server dropped without `close`: unregister the listening sockets before they close.
+        stop_accepting(self);
+    }
+}
+
 fn stop_accepting(st: &State) {
     if st.serving.replace(false) {
         for sock in st.sockets.borrow().iter() {

@@ -130,7 +130,11 @@ pub async fn sock_sendall(sock: &Socket, data: &[u8]) -> Result<()> {
 /// The connect error (for example `ConnectionRefused`); cancellation.
 pub async fn sock_connect(sock: &Socket, addr: &SockAddr) -> Result<()> {
     let lp = EventLoop::running()?;
-    let op = || format!("sock_connect to {:?}", addr.as_socket());
+    let op = || match (addr.as_socket(), addr.as_pathname()) {
+        (Some(a), _) => format!("sock_connect to {a}"),
+        (None, Some(p)) => format!("sock_connect to {}", p.display()),
+        _ => "sock_connect".to_owned(),
+    };
     match sock.connect(addr) {
         Ok(()) => return Ok(()),
         Err(e)

@@ -43,12 +43,15 @@ struct ReaderState {
 #[derive(Clone)]
 pub struct StreamReader {
     st: Rc<RefCell<ReaderState>>,
+    /// Shared with the writer; `None` for the protocol's own view of the reader.
+    owner: Option<Rc<Owner>>,
 }
 
 impl StreamReader {
     /// An empty reader with the given buffer limit (see the module docs).
     pub fn new(limit: usize) -> Self {
         StreamReader {
+            owner: None,
             st: Rc::new(RefCell::new(ReaderState {
                 buf: Vec::new(),
                 eof: false,
@@ -398,9 +401,32 @@ impl Protocol for StreamProtocol {
 pub struct StreamWriter {
     transport: Transport,
     shared: Rc<Shared>,
+    owner: Rc<Owner>,
+}
+
+/// Closes the connection once every clone of its reader and writer is dropped (asyncio closes a
+/// `StreamWriter`'s transport when it is garbage-collected), so a handler that returns without
+/// `close` does not leave the connection open forever.
+struct Owner(RefCell<Option<Transport>>);
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        if let Some(t) = self.0.borrow().as_ref() {
+            t.close();
+        }
+    }
 }
 
 impl StreamWriter {
+    fn new(transport: Transport, shared: Rc<Shared>, owner: Rc<Owner>) -> Self {
+        *owner.0.borrow_mut() = Some(transport.clone());
+        StreamWriter {
+            owner,
+            transport,
+            shared,
+        }
+    }
+
     /// Writes `data` (buffered by the transport; follow with [`drain`](StreamWriter::drain)).
     ///
     /// # Errors
@@ -507,9 +533,12 @@ impl StreamWriter {
     #[cfg(feature = "tls")]
     pub async fn start_tls(&self, side: crate::tls::TlsSide) -> Result<StreamWriter> {
         let transport = crate::tls::start_tls(&self.transport, side).await?;
+        // From now on, dropping the last writer closes the TLS session (close_notify first).
+        *self.owner.0.borrow_mut() = Some(transport.clone());
         Ok(StreamWriter {
             transport,
             shared: self.shared.clone(),
+            owner: self.owner.clone(),
         })
     }
 }
@@ -549,7 +578,7 @@ impl futures_io::AsyncWrite for StreamWriter {
 }
 
 fn make_pair(limit: usize) -> (StreamReader, Rc<Shared>, StreamProtocol) {
-    let reader = StreamReader::new(limit);
+    let mut reader = StreamReader::new(limit);
     let shared = Rc::new(Shared {
         paused: Cell::new(false),
         lost: Cell::new(false),
@@ -561,6 +590,7 @@ fn make_pair(limit: usize) -> (StreamReader, Rc<Shared>, StreamProtocol) {
         shared: shared.clone(),
         on_connect: None,
     };
+    reader.owner = Some(Rc::new(Owner(RefCell::new(None))));
     (reader, shared, proto)
 }
 
@@ -576,7 +606,11 @@ pub async fn open_connection(
 ) -> Result<(StreamReader, StreamWriter)> {
     let (reader, shared, proto) = make_pair(limit);
     let transport = create_connection(move || proto, host, port, ConnectOptions::default()).await?;
-    Ok((reader, StreamWriter { transport, shared }))
+    let owner = reader
+        .owner
+        .clone()
+        .unwrap_or_else(|| Rc::new(Owner(RefCell::new(None))));
+    Ok((reader, StreamWriter::new(transport, shared, owner)))
 }
 
 /// Connects to the Unix socket at `path` (asyncio's `open_unix_connection`).
@@ -590,7 +624,11 @@ pub async fn open_unix_connection(
 ) -> Result<(StreamReader, StreamWriter)> {
     let (reader, shared, proto) = make_pair(limit);
     let transport = crate::unix::create_unix_connection(move || proto, path).await?;
-    Ok((reader, StreamWriter { transport, shared }))
+    let owner = reader
+        .owner
+        .clone()
+        .unwrap_or_else(|| Rc::new(Owner(RefCell::new(None))));
+    Ok((reader, StreamWriter::new(transport, shared, owner)))
 }
 
 /// Serves `host:port`, running `client_connected(reader, writer)` as a task for each connection
@@ -645,10 +683,11 @@ where
         let (reader, shared, mut proto) = make_pair(limit);
         let cb = cb.clone();
         proto.on_connect = Some(Box::new(move |transport: Transport| {
-            let writer = StreamWriter {
-                transport: transport.clone(),
-                shared,
-            };
+            let owner = reader
+                .owner
+                .clone()
+                .unwrap_or_else(|| Rc::new(Owner(RefCell::new(None))));
+            let writer = StreamWriter::new(transport.clone(), shared, owner);
             let fut = cb(reader, writer);
             let spawned: tulipa_futures::Result<Task<()>> = spawn(async move {
                 if let Err(e) = fut.await {

@@ -34,7 +34,7 @@ pub async fn create_unix_connection<P: Protocol>(
         .map_err(|e| Error::io("set_nonblocking", e))?;
     crate::sock::sock_connect(&sock, &addr(path)?).await?;
     let (t, made) = Transport::from_socket(&lp, sock, Box::new(factory()))?;
-    made.await?;
+    crate::connect::until_made(&t, made).await?;
     Ok(t)
 }
 

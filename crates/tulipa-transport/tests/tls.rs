@@ -215,7 +215,9 @@ fn a_peer_that_stalls_the_handshake_is_dropped_after_the_timeout() {
     let lp = tulipa_loop::EventLoop::new_virtual().unwrap();
     let r = tulipa_futures::run_until_complete(&lp, async {
         let silent = start_server(
-            |_r, _w| async {
+            |r, w| async move {
+                // Hold the connection open (dropping both halves would close it) and say nothing.
+                let _keep = (r, w);
                 tulipa_futures::sleep(Duration::from_secs(3600)).await?;
                 Ok(())
             },
