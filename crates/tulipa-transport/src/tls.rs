@@ -193,10 +193,28 @@ impl TlsState {
             t.cancel();
         }
         if !self.user_made.get() {
-            let _ = self.handshake.set_exception(err.into());
+            self.fail_handshake(err);
         }
         if let Some(s) = self.sock() {
             s.abort();
+        }
+    }
+
+    /// Fails the handshake future. Nobody awaits an accepted server connection's handshake (the
+    /// user's protocol only ever sees finished ones), so there the failure is logged at debug
+    /// level, as asyncio does for handshake errors, and marked as seen: otherwise every client
+    /// that gives up on the handshake would be reported as "exception was never retrieved".
+    fn fail_handshake(&self, err: Error) {
+        let _ = self.handshake.set_exception(err.into());
+        let accepted = self.call_connection_made.get()
+            && matches!(
+                self.conn.try_borrow().as_deref(),
+                Ok(rustls::Connection::Server(_))
+            );
+        if accepted {
+            if let Ok(Some(e)) = self.handshake.exception() {
+                tracing::debug!(error = %e, "TLS handshake of an accepted connection failed");
+            }
         }
     }
 
@@ -443,7 +461,7 @@ impl Protocol for TlsProto {
         }
         if !st.user_made.get() {
             let err = exc.unwrap_or_else(|| tls_err("handshake", "the connection was lost"));
-            let _ = st.handshake.set_exception(err.into());
+            st.fail_handshake(err);
         } else if let Some(mut u) = st.user.borrow_mut().take() {
             u.connection_lost(exc);
         }

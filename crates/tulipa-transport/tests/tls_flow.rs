@@ -120,6 +120,8 @@ struct Log {
     flow_sizes: RefCell<Vec<usize>>,
     /// Pause reading in `connection_made`.
     pause_reading_at_start: Cell<bool>,
+    /// The protocol was dropped (by the transport, at the end).
+    dropped: Cell<bool>,
     changed: Event,
 }
 
@@ -251,6 +253,13 @@ impl Protocol for Rec {
         let size = self.0.transport().get_write_buffer_size();
         self.0.flow_sizes.borrow_mut().push(size);
         self.0.push("resume_writing");
+    }
+}
+
+impl Drop for Rec {
+    fn drop(&mut self) {
+        self.0.dropped.set(true);
+        self.0.changed.set();
     }
 }
 
@@ -666,6 +675,45 @@ fn writing_after_close_abort_or_the_peers_close_is_closed() {
         assert_eq!(clog.calls(), ["made", "eof", "lost"]);
         assert!(clog.error.borrow().is_none());
         assert!(matches!(t.write(b"x"), Err(Error::Closed)));
+        server.close();
+        Ok(())
+    });
+}
+
+#[test]
+fn a_handshake_failing_on_the_server_side_is_no_unretrieved_exception() {
+    run(async {
+        // Everything the loop would report as unhandled.
+        let lp = tulipa_futures::rt::EventLoop::running()?;
+        let reports = Rc::new(RefCell::new(Vec::<String>::new()));
+        let r2 = reports.clone();
+        lp.set_exception_handler(Some(
+            move |_: &tulipa_futures::rt::EventLoop, ctx: &tulipa_futures::rt::ExceptionContext| {
+                r2.borrow_mut()
+                    .push(format!("{}: {:?}", ctx.message, ctx.error));
+            },
+        ));
+        let id = identity();
+        let (server, logs, port) = tls_server(&id, |_| {}).await?;
+        // A client that trusts another certificate refuses the server's with an alert.
+        let stranger = identity();
+        let err = create_connection(
+            || Rec(Log::new()),
+            "127.0.0.1",
+            port,
+            stranger.connect_options(),
+        )
+        .await
+        .expect_err("an untrusted server");
+        assert!(matches!(err, Error::Tls { .. }), "{err:?}");
+        // The server's side gives up on the alert; its protocol never saw connection_made and
+        // is dropped with the connection. Nobody awaits an accepted connection's handshake, so
+        // its failure must not come back as an exception never retrieved.
+        let slog = logs.borrow().first().cloned().expect("the server accepted");
+        slog.wait_for("the server's protocol to be dropped", |l| l.dropped.get())
+            .await?;
+        assert!(slog.calls().is_empty(), "{:?}", slog.calls());
+        assert!(reports.borrow().is_empty(), "{:#?}", reports.borrow());
         server.close();
         Ok(())
     });
