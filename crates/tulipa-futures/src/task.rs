@@ -101,7 +101,14 @@ impl TaskData {
         self.cancels_requested.set(self.cancels_requested.get() + 1);
         let waiting_on = self.waiting_on.take();
         if let Some(target) = waiting_on {
-            if target.cancel_target(msg.clone()) {
+            let forwarded = target.clone().cancel_target(msg.clone());
+            // Keep it, as asyncio keeps `_fut_waiter`: an awaited task may swallow this request,
+            // and the next one must reach it again rather than abandon the await.
+            let newer = self.waiting_on.replace(Some(target));
+            if newer.is_some() {
+                self.waiting_on.set(newer);
+            }
+            if forwarded {
                 return true;
             }
         }
