@@ -11,7 +11,7 @@ use std::fmt;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use tulipa_loop::{EventLoop, TimerHandle};
+use tulipa_loop::{EventLoop, Handle};
 
 use crate::error::{Error, Result};
 use crate::future::Future;
@@ -29,7 +29,7 @@ enum Stage {
 struct ScopeState {
     when: Cell<Option<Instant>>,
     stage: Cell<Stage>,
-    timer: RefCell<Option<TimerHandle>>,
+    timer: RefCell<Option<Handle>>,
     task: RefCell<Option<TaskRef>>,
     cancelling_at_enter: Cell<u32>,
 }
@@ -122,10 +122,13 @@ impl TimeoutScope {
                 }
             }
         };
+        // A deadline already reached goes in the ready queue, as asyncio's `call_soon`: ahead of
+        // the task's next step, so `timeout(0)` expires even around a `sleep(0)`. A timer at
+        // "now" would only join the ready queue on the next iteration, behind that step.
         let handle = if when <= lp.time() {
-            lp.call_at(lp.time(), fire)
+            lp.call_soon(fire)
         } else {
-            lp.call_at(when, fire)
+            lp.call_at(when, fire).map(|t| t.handle().clone())
         };
         match handle {
             Ok(h) => *st.timer.borrow_mut() = Some(h),
