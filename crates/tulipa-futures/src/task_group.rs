@@ -167,12 +167,8 @@ where
     }
     if let Err(e) = &body_result {
         if e.is_cancelled() {
-            let ours = state.parent_cancel_requested.get() && parent.uncancel() == 0;
-            if ours {
-                state.parent_cancel_requested.set(false);
-            } else {
-                propagate_cancel = Some(e.clone());
-            }
+            // Whether it was ours (the group cancelled the parent) is settled below, once.
+            propagate_cancel = Some(e.clone());
         }
     }
     while !state.children.borrow().is_empty() {
@@ -188,8 +184,9 @@ where
         state.on_completed.borrow_mut().take();
     }
     state.finished.set(true);
-    if state.parent_cancel_requested.replace(false) {
-        parent.uncancel();
+    // Withdraw our own request exactly once; with none left, the cancellation was only ours.
+    if state.parent_cancel_requested.replace(false) && parent.uncancel() == 0 {
+        propagate_cancel = None;
     }
     let mut errors = std::mem::take(&mut *state.errors.borrow_mut());
     if let Some(c) = propagate_cancel {
@@ -203,6 +200,12 @@ where
         }
     }
     if !errors.is_empty() {
+        // Errors win over a cancellation from outside, but that request must not be lost:
+        // re-arm it (asyncio un-cancels and re-cancels the parent) so the next await delivers it.
+        if parent.cancelling() > 0 {
+            parent.uncancel();
+            parent.cancel(None);
+        }
         return Err(Error::Group(errors.into()));
     }
     body_result
