@@ -251,7 +251,14 @@ impl<T: 'static> Queue<T> {
                 let Some(it) = item.take() else {
                     return Poll::Ready(Ok(()));
                 };
-                return Poll::Ready(self.put_nowait(it));
+                let put = self.put_nowait(it);
+                // Slots freed while we were being woken found no un-woken putter, and a putter
+                // that queued behind us since then would wait with room left: pass the turn on
+                // if a free slot is still unclaimed by a woken putter (each one chains on).
+                if st.maxsize.saturating_sub(st.len()) > st.putters.granted_count() {
+                    st.putters.grant_first();
+                }
+                return Poll::Ready(put);
             }
             if go {
                 // Granted, but a `put_nowait` filled the slot meanwhile: queue up again.
@@ -293,7 +300,13 @@ impl<T: 'static> Queue<T> {
             };
             if go && st.len() > 0 {
                 waiting.waiting.leave();
-                return Poll::Ready(self.get_nowait());
+                let got = self.get_nowait();
+                // As in `put`: items put while we were being woken found no un-woken getter; pass
+                // the turn on if an item is still unclaimed by a woken getter.
+                if st.len() > st.getters.granted_count() {
+                    st.getters.grant_first();
+                }
+                return Poll::Ready(got);
             }
             if st.shutdown.get() && st.len() == 0 {
                 waiting.waiting.leave();
