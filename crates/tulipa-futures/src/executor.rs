@@ -396,7 +396,14 @@ impl ThreadPoolExecutor {
             } else {
                 VecDeque::new()
             };
-            (std::mem::take(&mut q.threads), cancelled)
+            // Without `wait` the threads stay listed, so a later `shutdown(true, ..)` still
+            // joins them (as Python's executor does).
+            let threads = if wait {
+                std::mem::take(&mut q.threads)
+            } else {
+                Vec::new()
+            };
+            (threads, cancelled)
         };
         for job in cancelled {
             job(false);
