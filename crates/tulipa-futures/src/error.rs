@@ -53,6 +53,13 @@ pub enum Error {
     /// The executor was shut down and accepts no more work.
     #[error("the executor is shut down")]
     ExecutorShutdown,
+    /// The pipe, channel or other message end was closed (vanilla's `Closed`): a send to a
+    /// closed pipe, or a receive once a closed pipe is drained.
+    #[error("the pipe is closed")]
+    Closed,
+    /// A `try_` operation would have had to wait (the pipe is full, or has nothing to receive).
+    #[error("the operation would have to wait")]
+    WouldBlock,
     /// Any other error, from user code.
     #[error(transparent)]
     Other(Arc<dyn std::error::Error + Send + Sync>),
@@ -111,6 +118,11 @@ impl Error {
     /// True for [`Error::Timeout`].
     pub fn is_timeout(&self) -> bool {
         matches!(self, Error::Timeout)
+    }
+
+    /// True for [`Error::Closed`].
+    pub fn is_closed(&self) -> bool {
+        matches!(self, Error::Closed)
     }
 
     /// True for [`Error::InvalidState`].
