@@ -12,7 +12,7 @@ use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,7 @@ use tulipa_loop::{EventLoop, LoopHandle};
 use crate::cancel;
 use crate::error::{Error, Result};
 use crate::task::{all_tasks, spawn_on, Task};
+use crate::waiters::Waiters;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding these locks cannot leave them inconsistent (no user code runs under
@@ -40,7 +41,8 @@ type CfCallback<T> = Box<dyn FnOnce(&ConcurrentFuture<T>) + Send>;
 struct CfState<T> {
     stage: Stage<T>,
     callbacks: Vec<CfCallback<T>>,
-    waker: Option<Waker>,
+    /// Every task awaiting it (clones can be awaited by several tasks, on several loops).
+    waiters: Waiters,
 }
 
 struct CfShared<T> {
@@ -76,7 +78,7 @@ impl<T: Send + 'static> ConcurrentFuture<T> {
                 state: Mutex::new(CfState {
                     stage: Stage::Pending,
                     callbacks: Vec::new(),
-                    waker: None,
+                    waiters: Waiters::None,
                 }),
                 cond: Condvar::new(),
             }),
@@ -159,12 +161,10 @@ impl<T: Send + 'static> ConcurrentFuture<T> {
 
     fn finish_locked(&self, mut s: MutexGuard<'_, CfState<T>>) {
         let callbacks = std::mem::take(&mut s.callbacks);
-        let waker = s.waker.take();
+        let waiters = std::mem::take(&mut s.waiters);
         drop(s);
         self.shared.cond.notify_all();
-        if let Some(w) = waker {
-            w.wake();
-        }
+        waiters.wake_all();
         for cb in callbacks {
             if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| cb(self))) {
                 tracing::error!(panic = %tulipa_loop::panic_message(&*p), "a ConcurrentFuture done callback panicked");
@@ -261,7 +261,7 @@ impl<T: Send + 'static> std::future::Future for ConcurrentFuture<T> {
         }
         let mut s = lock(&self.shared.state);
         if matches!(s.stage, Stage::Pending | Stage::Running) {
-            s.waker = Some(cx.waker().clone());
+            s.waiters.register(cx.waker());
             return Poll::Pending;
         }
         Poll::Ready(Self::take_locked(s))

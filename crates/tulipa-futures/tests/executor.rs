@@ -367,6 +367,27 @@ fn awaiting_task_cancelled_cancels_a_pending_concurrent_future() {
     assert!(cf.cancelled());
 }
 
+#[test]
+fn every_task_awaiting_the_same_concurrent_future_is_woken() {
+    let cf: ConcurrentFuture<u32> = ConcurrentFuture::new();
+    let woken = block_on(async move {
+        let (a, b) = (cf.clone(), cf.clone());
+        let first = spawn(async move { a.await.map(|_| "first") })?;
+        let second = spawn(async move { b.await.map(|_| "second") })?;
+        sleep(Duration::ZERO).await?; // both are waiting now
+        cf.set_result(1)?;
+        // The value moves to one awaiter; the other gets InvalidState, but both wake up.
+        let limit = Duration::from_secs(3600);
+        let r1 = tulipa_futures::timeout(limit, first).await;
+        let r2 = tulipa_futures::timeout(limit, second).await;
+        Ok([r1, r2]
+            .iter()
+            .filter(|r| !matches!(r, Err(Error::Timeout)))
+            .count())
+    });
+    assert_eq!(woken, 2, "an awaiter was never woken");
+}
+
 // ---------------------------------------------------------------------------------------------
 // wrap_future
 // ---------------------------------------------------------------------------------------------
