@@ -1155,3 +1155,166 @@ fn cross_thread_many_to_many_no_loss_no_duplicates() {
     assert_eq!(all.len() as u64, N);
     assert!(all.iter().copied().eq(0..N), "each item exactly once");
 }
+
+// ---- random cancellations -------------------------------------------------------------------
+
+/// A small deterministic pseudo-random sequence (no dependency, same run every time).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, n: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((self.0 >> 33) % n as u64) as usize
+    }
+}
+
+/// Cancels the given tasks at random, one every few loop iterations, until all are done.
+async fn chaos(tasks: Vec<tulipa_futures::TaskRef>, seed: u64) -> Result<u32> {
+    let mut rng = Lcg(seed);
+    let mut cancels = 0;
+    while tasks.iter().any(|t| !t.done()) {
+        let t = &tasks[rng.next(tasks.len())];
+        if t.cancel(None) {
+            cancels += 1;
+        }
+        for _ in 0..=rng.next(4) {
+            sleep(Duration::ZERO).await?;
+        }
+    }
+    Ok(cancels)
+}
+
+/// `tasks` tasks send `per_task` ids each into `tx`, skipping the ids whose send was cancelled,
+/// while a chaos task cancels them; returns the ids that were sent `Ok`.
+async fn senders_under_chaos(
+    tx: message::Sender<u64>,
+    base: u64,
+    tasks: u64,
+    per_task: u64,
+    seed: u64,
+) -> Result<Vec<u64>> {
+    let sent = Rc::new(RefCell::new(Vec::new()));
+    let mut handles = Vec::new();
+    for t in 0..tasks {
+        let (tx, sent) = (tx.clone(), sent.clone());
+        handles.push(spawn(async move {
+            for i in 0..per_task {
+                let id = base + t * per_task + i;
+                match tx.send(id).await {
+                    Ok(()) => sent.borrow_mut().push(id),
+                    Err(e) if e.is_cancelled() => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(())
+        })?);
+    }
+    drop(tx);
+    let cancels = chaos(handles.iter().map(|h| h.as_task_ref()).collect(), seed).await?;
+    assert!(cancels > 0, "the chaos task did cancel sends");
+    for h in handles {
+        match h.await {
+            // A cancel during a task's last step ends it cancelled (asyncio's rule): for example
+            // when its last send was delivered just before the cancellation arrived.
+            Err(e) if e.is_cancelled() => {}
+            r => r?,
+        }
+    }
+    Ok(sent.take())
+}
+
+/// `tasks` tasks receive from `rx` (or, for the first, select over `rx` and `other`) until the
+/// pipes are closed, while a chaos task cancels them; returns every id received.
+async fn recvers_under_chaos(
+    rx: Recver<u64>,
+    other: Recver<u64>,
+    tasks: usize,
+    seed: u64,
+) -> Result<Vec<u64>> {
+    let got = Rc::new(RefCell::new(Vec::new()));
+    let mut handles = Vec::new();
+    for t in 0..tasks {
+        let (rx, other, got) = (rx.clone(), other.clone(), got.clone());
+        handles.push(spawn(async move {
+            loop {
+                let r = if t == 0 {
+                    message::select(&[&rx, &other]).await.map(|(_, v)| v)
+                } else if t % 2 == 0 {
+                    rx.recv().await
+                } else {
+                    other.recv().await
+                };
+                match r {
+                    Ok(v) => got.borrow_mut().push(v),
+                    Err(e) if e.is_cancelled() => {}
+                    Err(Error::Closed) => return Ok(()),
+                    Err(e) => return Err(e),
+                }
+            }
+        })?);
+    }
+    drop((rx, other));
+    chaos(handles.iter().map(|h| h.as_task_ref()).collect(), seed).await?;
+    for h in handles {
+        match h.await {
+            // A cancel during a task's last step ends it cancelled (asyncio's rule): for example
+            // when its last send was delivered just before the cancellation arrived.
+            Err(e) if e.is_cancelled() => {}
+            r => r?,
+        }
+    }
+    Ok(got.take())
+}
+
+fn assert_same_items(mut sent: Vec<u64>, mut got: Vec<u64>) {
+    let n = got.len();
+    got.sort_unstable();
+    got.dedup();
+    assert_eq!(got.len(), n, "no item received twice");
+    sent.sort_unstable();
+    assert_eq!(
+        sent, got,
+        "received exactly the items whose send returned Ok"
+    );
+}
+
+#[test]
+fn random_cancellations_lose_and_duplicate_nothing() {
+    for (cap, seed) in [(0, 1), (1, 2), (3, 3)] {
+        run(async move {
+            let (tx_a, rx_a) = message::buffered(cap);
+            let (tx_b, rx_b) = message::buffered(cap);
+            let recvers = spawn(recvers_under_chaos(rx_a, rx_b, 4, seed))?;
+            let a = spawn(senders_under_chaos(tx_a, 0, 3, 300, seed + 10))?;
+            let b = spawn(senders_under_chaos(tx_b, 1_000_000, 3, 300, seed + 20))?;
+            let mut sent = a.await?;
+            sent.extend(b.await?);
+            assert!(sent.len() > 900, "most sends got through");
+            assert_same_items(sent, recvers.await?);
+            Ok(())
+        })
+        .unwrap();
+    }
+}
+
+#[test]
+fn cross_thread_random_cancellations_lose_and_duplicate_nothing() {
+    for cap in [0, 8] {
+        let (tx_a, rx_a) = message::buffered(cap);
+        let (tx_b, rx_b) = message::buffered(cap);
+        let senders = on_thread(move || async move {
+            let a = spawn(senders_under_chaos(tx_a, 0, 3, 3_000, 7))?;
+            let b = spawn(senders_under_chaos(tx_b, 1_000_000, 3, 3_000, 8))?;
+            let mut sent = a.await?;
+            sent.extend(b.await?);
+            Ok(sent)
+        });
+        let recvers = on_thread(move || recvers_under_chaos(rx_a, rx_b, 4, 9));
+        let sent = senders.join().unwrap().unwrap();
+        let got = recvers.join().unwrap().unwrap();
+        assert_same_items(sent, got);
+    }
+}
