@@ -748,6 +748,32 @@ fn pipe_into_router_keeps_it_open_until_every_source_is_done() {
     .unwrap();
 }
 
+#[test]
+fn vanilla_pair_map_pipe_consume() {
+    // vanilla's `h.pipe().map(f).pipe(target)` and `pair.consume(f)`, keeping the first sender.
+    run(async {
+        let p = message::Pair::from(message::pipe())
+            .map(|s: &str| s.len())?
+            .pipe(message::buffered(2).into())?;
+        p.send("four").await?;
+        p.send("five!").await?;
+        assert_eq!(p.recv().await?, 4);
+        assert_eq!(p.recv().await?, 5);
+
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let sender = message::Pair::from(message::pipe()).consume({
+            let seen = seen.clone();
+            move |x: u8| seen.borrow_mut().push(x)
+        })?;
+        sender.send(1).await?;
+        sender.send(2).await?;
+        // The consumer calls `f` in the step in which it took the item.
+        assert_eq!(*seen.borrow(), [1, 2]);
+        Ok(())
+    })
+    .unwrap();
+}
+
 // ---- router / dealer / channel --------------------------------------------------------------
 
 #[test]

@@ -1,4 +1,5 @@
-//! Chaining pipes with tasks: [`Recver::map`], [`Recver::consume`] and [`Recver::pipe`]; how
+//! Chaining pipes with tasks: [`Recver::map`], [`Recver::consume`] and [`Recver::pipe`], and the
+//! same on a [`Pair`] (vanilla's `Pair.map`, `Pair.consume`, `Pair.pipe`); how
 //! closing travels along a chain is told in the [message module docs](super#chaining).
 
 use std::future::{poll_fn, Future as _};
@@ -6,7 +7,7 @@ use std::pin::pin;
 use std::task::Poll;
 
 use crate::error::{Error, Result};
-use crate::message::pipe::{new_pipe, Recver, Sender};
+use crate::message::pipe::{new_pipe, Pair, Recver, Sender};
 use crate::task::{spawn, Task};
 
 /// The next upstream item, or `None` once the downstream pipe is closed.
@@ -156,6 +157,60 @@ impl<T: 'static> Recver<T> {
                 }
             }
         })
+    }
+}
+
+impl<S, R: 'static> Pair<S, R> {
+    /// This pair with its recver mapped by `f` (vanilla's `Pair.map`): the same sender, and the
+    /// recver [`Recver::map`] returns.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Loop`] when no loop runs on this thread.
+    ///
+    /// # Examples
+    ///
+    /// vanilla's `h.pipe().map(f)`, sending in at one end and receiving mapped items at the other:
+    ///
+    /// ```
+    /// use tulipa_futures::{message::{self, Pair}, run, spawn};
+    ///
+    /// run(async {
+    ///     let p = Pair::from(message::pipe()).map(|s: &str| s.len())?.pipe(message::buffered(1).into())?;
+    ///     p.send("four").await?; // returns once the map task took it
+    ///     assert_eq!(p.recv().await?, 4);
+    ///     Ok(())
+    /// })?;
+    /// # Ok::<(), tulipa_futures::Error>(())
+    /// ```
+    pub fn map<U: 'static>(self, f: impl FnMut(R) -> U + 'static) -> Result<Pair<S, U>> {
+        let (sender, recver) = self.split();
+        Ok(Pair::new(sender, recver.map(f)?))
+    }
+
+    /// This pair's recver piped into `target`'s sender (vanilla's `Pair.pipe`): returns this
+    /// pair's sender with `target`'s recver. See [`Recver::pipe`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Loop`] when no loop runs on this thread.
+    pub fn pipe<U>(self, target: Pair<R, U>) -> Result<Pair<S, U>> {
+        let (sender, recver) = self.split();
+        let (target_sender, target_recver) = target.split();
+        drop(recver.pipe(target_sender)?);
+        Ok(Pair::new(sender, target_recver))
+    }
+
+    /// Consumes this pair's recver with `f` (vanilla's `Pair.consume`) and returns the sender
+    /// that feeds it. See [`Recver::consume`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Loop`] when no loop runs on this thread.
+    pub fn consume(self, f: impl FnMut(R) + 'static) -> Result<Sender<S>> {
+        let (sender, recver) = self.split();
+        drop(recver.consume(f)?);
+        Ok(sender)
     }
 }
 

@@ -16,6 +16,7 @@
 //! | `h.pulse(ms, item)` | [`pulse`] | a pipe that ticks |
 //! | `h.spawn_later(ms, f)` | [`spawn_later`] | a task started after a delay |
 //! | `recver.map/consume/pipe` | [`Recver::map`], [`Recver::consume`], [`Recver::pipe`] | chaining |
+//! | `pair.map/consume/pipe` | [`Pair::map`], [`Pair::consume`], [`Pair::pipe`] | chaining, keeping the sender |
 //! | `h.thread.*` | [`threads`](crate::threads) | loops on other threads, thread pools |
 //!
 //! One pipe type serves them all: both ends are `Clone`, several tasks may send and receive, and
