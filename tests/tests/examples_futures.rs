@@ -20,11 +20,12 @@ use std::time::Duration;
 const BOUND: Duration = Duration::from_secs(60);
 
 /// The examples this file runs.
-const EXAMPLES: [&str; 4] = [
+const EXAMPLES: [&str; 5] = [
     "select_gather",
     "deferred_manager",
     "flower_states",
     "sync_primitives",
+    "vanilla_pipes",
 ];
 
 /// The path of example `name`, all of them built on first use.
@@ -273,4 +274,25 @@ fn sync_primitives_reports_each_primitive_doing_its_job() {
         out.last().map(String::as_str),
         Some("event: set; waiters [1, 2, 3] released")
     );
+}
+
+#[test]
+fn vanilla_pipes_passes_items_through_pipes_threads_a_pool_and_a_state() {
+    let out = run_example("vanilla_pipes");
+    assert_eq!(
+        out[..3],
+        [
+            "rendezvous pipe delivered: [\"tulip\", \"loop\", \"pipe\"]",
+            "child thread ticked: [1, 2, 3]",
+            "thread call gave: 5",
+        ],
+        "{out:#?}"
+    );
+    // The pool of two runs 60 ms and 20 ms jobs first; the 10 ms job starts when the 20 ms one
+    // is done, so the router sees 20, 10, 60 (each gap is at least 10 ms).
+    assert_eq!(
+        out[3], "pool results as they completed: [20, 10, 60]",
+        "{out:#?}"
+    );
+    assert_eq!(out[4], "state observed: ready");
 }
