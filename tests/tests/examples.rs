@@ -25,49 +25,9 @@ fn ticker() -> &'static Path {
 }
 
 fn build_ticker() -> PathBuf {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-    let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--quiet", "--message-format=json"])
-        .args(["-p", "tulipa-examples", "--example", "ticker"])
-        .arg("--manifest-path")
-        .arg(&manifest)
-        .stderr(Stdio::inherit());
-    if !cfg!(debug_assertions) {
-        cmd.arg("--release");
-    }
-    let out = cmd
-        .output()
-        .expect("running cargo to build the ticker example");
-    assert!(
-        out.status.success(),
-        "building the ticker example failed: {}",
-        out.status
-    );
-    // Cargo prints one JSON object per line; the ticker's artifact names its executable.
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| {
-            l.contains(r#""reason":"compiler-artifact""#) && l.contains(r#""name":"ticker""#)
-        })
-        .find_map(|l| json_string(l, "executable"))
-        .map(PathBuf::from)
+    tulipa_tests::build_examples(&["ticker"])
+        .remove("ticker")
         .expect("cargo reported the ticker's executable")
-}
-
-/// The value of the string field `key` in one line of JSON (enough for cargo's messages).
-fn json_string(line: &str, key: &str) -> Option<String> {
-    let start = line.find(&format!(r#""{key}":""#))? + key.len() + 4;
-    let mut value = String::new();
-    let mut chars = line[start..].chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => return Some(value),
-            '\\' => value.push(chars.next()?),
-            c => value.push(c),
-        }
-    }
-    None
 }
 
 /// A running ticker; killed on drop if a failing test leaves it running.

@@ -27,62 +27,9 @@ const EXAMPLES: [&str; 2] = ["tls_echo_server", "tls_echo_client"];
 /// The path of example `name`, both built on first use.
 fn example(name: &str) -> &'static Path {
     static BINS: OnceLock<HashMap<String, PathBuf>> = OnceLock::new();
-    BINS.get_or_init(build_examples)
+    BINS.get_or_init(|| tulipa_tests::build_examples(&EXAMPLES))
         .get(name)
         .unwrap_or_else(|| panic!("cargo reported no executable for example {name}"))
-}
-
-fn build_examples() -> HashMap<String, PathBuf> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-    let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--quiet", "--message-format=json"])
-        .args(["-p", "tulipa-examples"])
-        .arg("--manifest-path")
-        .arg(&manifest)
-        .stderr(Stdio::inherit());
-    for name in EXAMPLES {
-        cmd.args(["--example", name]);
-    }
-    if !cfg!(debug_assertions) {
-        cmd.arg("--release");
-    }
-    let out = cmd.output().expect("running cargo to build the examples");
-    assert!(
-        out.status.success(),
-        "building the examples failed: {}",
-        out.status
-    );
-    // Cargo prints one JSON object per line; each example's artifact names its executable.
-    let mut bins = HashMap::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        if !line.contains(r#""reason":"compiler-artifact""#) {
-            continue;
-        }
-        for name in EXAMPLES {
-            if line.contains(&format!(r#""name":"{name}""#)) {
-                if let Some(exe) = json_string(line, "executable") {
-                    bins.insert(name.to_owned(), PathBuf::from(exe));
-                }
-            }
-        }
-    }
-    bins
-}
-
-/// The value of the string field `key` in one line of JSON (enough for cargo's messages).
-fn json_string(line: &str, key: &str) -> Option<String> {
-    let start = line.find(&format!(r#""{key}":""#))? + key.len() + 4;
-    let mut value = String::new();
-    let mut chars = line[start..].chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => return Some(value),
-            '\\' => value.push(chars.next()?),
-            c => value.push(c),
-        }
-    }
-    None
 }
 
 /// A running process whose stdout is read line by line, and whose stderr is collected, on
