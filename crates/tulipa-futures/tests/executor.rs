@@ -358,7 +358,7 @@ fn awaiting_task_cancelled_cancels_a_pending_concurrent_future() {
     let cf: ConcurrentFuture<u32> = ConcurrentFuture::new();
     let c2 = cf.clone();
     block_on(async move {
-        let t = spawn(async move { c2.await })?;
+        let t = spawn(c2)?;
         sleep(Duration::ZERO).await?;
         t.cancel(None);
         assert!(is_cancelled(&t.await));
@@ -469,7 +469,7 @@ fn cancelling_the_threadsafe_future_cancels_the_task() {
         spawned_tx.send(()).unwrap();
         cf
     });
-    run_until_complete(&lp, async move { finished.await }).unwrap();
+    run_until_complete(&lp, finished).unwrap();
     spawned_rx.recv_timeout(SAFETY).unwrap();
     let cf = caller.join().unwrap();
     assert!(cf.cancelled());

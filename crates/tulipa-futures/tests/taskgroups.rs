@@ -144,7 +144,7 @@ fn one_child_fails_siblings_are_cancelled_and_the_error_is_in_a_group() {
         );
         let runner = spawn(async move {
             task_group(|tg| async move {
-                let _ = tg.spawn(fail_after::<()>(ms(100), zero_division()))?;
+                let _child = tg.spawn(fail_after::<()>(ms(100), zero_division()))?;
                 let t2 = tg.spawn(async move {
                     let r = sleep(secs(1)).await;
                     if r.is_err() {
@@ -178,9 +178,9 @@ fn child_error_cancels_the_other_children_and_the_body() {
         let start = now();
         let r: Result<()> = task_group(|tg| async move {
             for _ in 0..3 {
-                let _ = tg.spawn(fail_after::<()>(ms(100), zero_division()))?;
+                let _child = tg.spawn(fail_after::<()>(ms(100), zero_division()))?;
             }
-            let _ = tg.spawn(async move {
+            let _child = tg.spawn(async move {
                 let r = sleep(secs(5)).await;
                 if r.is_err() {
                     sleep(secs(1)).await?; // the sibling's cleanup awaits
@@ -211,8 +211,8 @@ fn child_error_cancels_the_other_children_and_the_body() {
 fn two_children_fail_and_both_errors_are_collected() {
     block_on(async {
         let r: Result<()> = task_group(|tg| async move {
-            let _ = tg.spawn(async { Err::<(), _>(Error::InvalidArgument("first")) })?;
-            let _ = tg.spawn(async { Err::<(), _>(Error::InvalidArgument("second")) })?;
+            let _child = tg.spawn(async { Err::<(), _>(Error::InvalidArgument("first")) })?;
+            let _child = tg.spawn(async { Err::<(), _>(Error::InvalidArgument("second")) })?;
             Ok(())
         })
         .await;
@@ -263,7 +263,7 @@ fn outside_cancel_cancels_children_and_gives_cancelled_after_they_finish() {
             task_group(|tg| async move {
                 for _ in 0..5 {
                     let (c, fc) = (c.clone(), fc.clone());
-                    let _ = tg.spawn(async move {
+                    let _child = tg.spawn(async move {
                         let r = sleep(secs(5)).await;
                         if r.is_err() {
                             sleep(secs(1)).await?; // cleanup that takes a while
@@ -303,7 +303,7 @@ fn outside_cancel_while_the_body_runs_cancels_body_and_children() {
         let r = spawn(async move {
             task_group(|tg| async move {
                 for _ in 0..5 {
-                    let _ = tg.spawn(count_cancel(secs(5), n2.clone()))?;
+                    let _child = tg.spawn(count_cancel(secs(5), n2.clone()))?;
                 }
                 let r = sleep(secs(10)).await;
                 if r.is_err() {
@@ -329,7 +329,7 @@ fn outside_cancel_wins_over_children_failing_later() {
         let r = spawn(async {
             task_group(|tg| async move {
                 for _ in 0..5 {
-                    let _ = tg.spawn(fail_after::<()>(ms(100), zero_division()))?;
+                    let _child = tg.spawn(fail_after::<()>(ms(100), zero_division()))?;
                 }
                 sleep(secs(10)).await
             })
@@ -397,7 +397,7 @@ fn body_error_during_its_cleanup_and_child_error_are_both_collected() {
     // test_taskgroup_19
     block_on(async {
         let r: Result<()> = task_group(|tg| async move {
-            let _ = tg.spawn(fail_after::<()>(ms(100), zero_division()))?;
+            let _child = tg.spawn(fail_after::<()>(ms(100), zero_division()))?;
             let _ = sleep(secs(10)).await;
             Err(Error::InvalidArgument("my exc"))
         })
@@ -421,7 +421,7 @@ fn child_crash_during_the_body_cleanup_of_an_outside_cancel_gives_a_group() {
     block_on(async {
         let r = spawn(async {
             task_group(|tg| async move {
-                let _ = tg.spawn(fail_after::<()>(ms(300), zero_division()))?;
+                let _child = tg.spawn(fail_after::<()>(ms(300), zero_division()))?;
                 let r = sleep(secs(10)).await;
                 if r.is_err() {
                     let _ = sleep(ms(500)).await;
@@ -448,7 +448,7 @@ fn outside_cancel_is_not_lost_when_the_group_reports_errors() {
         let rc = reached.clone();
         let r = spawn(async move {
             let g: Result<()> = task_group(|tg| async move {
-                let _ = tg.spawn(fail_after::<()>(ms(300), zero_division()))?;
+                let _child = tg.spawn(fail_after::<()>(ms(300), zero_division()))?;
                 let r = sleep(secs(10)).await;
                 if r.is_err() {
                     let _ = sleep(ms(500)).await;
@@ -479,7 +479,7 @@ fn child_crash_in_a_nested_runner_task_during_cleanup_gives_a_group() {
     block_on(async {
         let nested = || async {
             task_group(|tg| async move {
-                let _ = tg.spawn(fail_after::<()>(ms(300), zero_division()))?;
+                let _child = tg.spawn(fail_after::<()>(ms(300), zero_division()))?;
                 let r = sleep(secs(10)).await;
                 if r.is_err() {
                     let _ = sleep(ms(500)).await;
@@ -503,9 +503,9 @@ fn nested_groups_inner_child_fails_outer_gets_a_group() {
     // test_taskgroup_13
     block_on(async {
         let r: Result<()> = task_group(|g1| async move {
-            let _ = g1.spawn(fail_after::<()>(ms(100), Error::InvalidArgument("0.1")))?;
+            let _child = g1.spawn(fail_after::<()>(ms(100), Error::InvalidArgument("0.1")))?;
             task_group(|g2| async move {
-                let _ = g2.spawn(fail_after::<()>(secs(10), Error::InvalidArgument("10")))?;
+                let _child = g2.spawn(fail_after::<()>(secs(10), Error::InvalidArgument("10")))?;
                 Ok(())
             })
             .await
@@ -526,9 +526,9 @@ fn nested_groups_inner_group_error_is_nested_in_the_outer_group() {
     // test_taskgroup_14
     block_on(async {
         let r: Result<()> = task_group(|g1| async move {
-            let _ = g1.spawn(fail_after::<()>(secs(10), Error::InvalidArgument("10")))?;
+            let _child = g1.spawn(fail_after::<()>(secs(10), Error::InvalidArgument("10")))?;
             task_group(|g2| async move {
-                let _ = g2.spawn(fail_after::<()>(ms(100), Error::InvalidArgument("0.1")))?;
+                let _child = g2.spawn(fail_after::<()>(ms(100), Error::InvalidArgument("0.1")))?;
                 Ok(())
             })
             .await
@@ -557,10 +557,10 @@ fn nested_groups_outside_cancel_gives_cancelled() {
     block_on(async {
         let r = spawn(async {
             task_group(|g1| async move {
-                let _ = g1.spawn(sleep(secs(10)))?;
+                let _child = g1.spawn(sleep(secs(10)))?;
                 task_group(|g2| async move {
                     for _ in 0..5 {
-                        let _ = g2.spawn(fail_after::<()>(ms(100), zero_division()))?;
+                        let _child = g2.spawn(fail_after::<()>(ms(100), zero_division()))?;
                     }
                     sleep(secs(10)).await
                 })
@@ -577,10 +577,40 @@ fn nested_groups_outside_cancel_gives_cancelled() {
 }
 
 #[test]
+fn a_child_can_spawn_more_children_while_the_group_waits() {
+    // test_taskgroup_24 / test_taskgroup_25
+    block_on(async {
+        let start = now();
+        let done = counter();
+        let d = done.clone();
+        task_group(|tg| async move {
+            let g = tg.clone();
+            let _child = tg.spawn(async move {
+                sleep(ms(100)).await?;
+                for delay in [100, 200] {
+                    let d = d.clone();
+                    let _child = g.spawn(async move {
+                        sleep(ms(delay)).await?;
+                        d.set(d.get() + 1);
+                        Ok(())
+                    })?;
+                }
+                Ok(())
+            })?;
+            Ok(())
+        })
+        .await?;
+        assert_eq!(done.get(), 2, "the group waited for the grandchildren too");
+        assert_eq!(now() - start, ms(300));
+        Ok(())
+    });
+}
+
+#[test]
 fn spawn_after_the_group_finished_is_invalid_state() {
     block_on(async {
         let tg: TaskGroup = task_group(|tg| async move {
-            let _ = tg.spawn(value_after(ms(1), ()))?;
+            let _child = tg.spawn(value_after(ms(1), ()))?;
             Ok(tg)
         })
         .await?;
@@ -595,7 +625,7 @@ fn spawn_after_the_group_finished_is_invalid_state() {
 fn spawn_while_shutting_down_after_a_failure_is_invalid_state() {
     block_on(async {
         let r: Result<()> = task_group(|tg| async move {
-            let _ = tg.spawn(async { Err::<(), _>(zero_division()) })?;
+            let _child = tg.spawn(async { Err::<(), _>(zero_division()) })?;
             let _ = sleep(secs(1)).await; // cancelled by the failure
             let late = tg.spawn(async { Ok(()) });
             assert!(matches!(late, Err(Error::InvalidState(_))), "{late:?}");
@@ -612,7 +642,7 @@ fn parent_cancelling_is_zero_after_the_group_cancelled_it_itself() {
     block_on(async {
         let me = current_task().unwrap();
         let r: Result<()> = task_group(|tg| async move {
-            let _ = tg.spawn(fail_after::<()>(ms(10), zero_division()))?;
+            let _child = tg.spawn(fail_after::<()>(ms(10), zero_division()))?;
             sleep(secs(10)).await
         })
         .await;
@@ -629,8 +659,8 @@ fn parent_cancelling_is_zero_when_a_child_fails_after_the_body_finished() {
     block_on(async {
         let me = current_task().unwrap();
         let r: Result<()> = task_group(|tg| async move {
-            let _ = tg.spawn(fail_after::<()>(ms(10), zero_division()))?;
-            let _ = tg.spawn(sleep(secs(10)))?;
+            let _child = tg.spawn(fail_after::<()>(ms(10), zero_division()))?;
+            let _child = tg.spawn(sleep(secs(10)))?;
             Ok(())
         })
         .await;

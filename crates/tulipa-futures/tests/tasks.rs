@@ -632,7 +632,7 @@ fn cancel_while_awaiting_a_plain_future_cancels_that_future() {
         let lp = EventLoop::running()?;
         let fut: Future<u32> = Future::new(&lp);
         let f2 = fut.clone();
-        let t = spawn(async move { f2.await })?;
+        let t = spawn(f2)?;
         ticks(1).await?;
         t.cancel(Some("no more waiting"));
         let r = t.clone().await;
@@ -653,7 +653,7 @@ fn a_future_completed_before_the_cancel_is_delivered_keeps_its_value() {
         let lp = EventLoop::running()?;
         let fut: Future<u32> = Future::new(&lp);
         let f2 = fut.clone();
-        let t = spawn(async move { f2.await })?;
+        let t = spawn(f2)?;
         ticks(1).await?;
         fut.set_result(3)?;
         t.cancel(None);
@@ -755,7 +755,7 @@ fn spawn_threadsafe_from_another_thread_returns_the_value() {
             .unwrap();
         v
     });
-    let on_loop = run_until_complete(&lp, async move { done.await }).unwrap();
+    let on_loop = run_until_complete(&lp, done).unwrap();
     assert_eq!(on_loop, (42, true), "the task ran on the loop's thread");
     assert_eq!(other.join().unwrap().unwrap(), (42, true));
 }
@@ -791,7 +791,7 @@ fn spawn_threadsafe_with_the_loop_running_in_another_thread() {
         let lp = virtual_loop();
         let stop: ConcurrentFuture<()> = ConcurrentFuture::new();
         handle_tx.send((lp.loop_handle(), stop.clone())).unwrap();
-        run_until_complete(&lp, async move { stop.await })
+        run_until_complete(&lp, stop)
     });
     let (handle, stop) = handle_rx.recv().unwrap();
     let cf = spawn_threadsafe(&handle, async { Ok(String::from("from the loop")) }).unwrap();

@@ -239,6 +239,27 @@ fn outside_cancel_inside_a_timeout_scope_stays_cancelled() {
 }
 
 #[test]
+fn outside_cancel_at_the_moment_of_expiry_stays_cancelled() {
+    // The scope turns the cancellation into Timeout only when no other request is pending.
+    block_on(async {
+        let lp = EventLoop::running()?;
+        let scope = TimeoutScope::after(secs(1))?;
+        let s2 = scope.clone();
+        let t = spawn(async move { s2.run(sleep(secs(10))).await })?;
+        let t2 = t.clone();
+        let deadline = scope.when().unwrap();
+        lp.call_at(deadline, move || {
+            t2.cancel(Some("outside"));
+        })?;
+        let r = t.clone().await;
+        assert!(is_cancelled(&r), "{r:?}");
+        assert!(scope.expired());
+        assert_eq!(t.cancelling(), 1, "the scope withdrew only its own request");
+        Ok(())
+    });
+}
+
+#[test]
 fn self_cancel_inside_a_timeout_scope_stays_cancelled() {
     block_on(async {
         let t = spawn(async {
@@ -695,7 +716,7 @@ fn cancelling_the_task_in_wait_for_cancels_the_awaited_task() {
         block_on(async move {
             let lp = EventLoop::running()?;
             let never: Future<()> = Future::new(&lp);
-            let blocking = spawn(async move { never.await })?;
+            let blocking = spawn(never)?;
             let b2 = blocking.clone();
             let w = spawn(async move { wait_for(b2, limit).await })?;
             let w2 = w.clone();
