@@ -1,0 +1,138 @@
+//! The stream_echo, chat and udp_echo examples, run as real processes and talked to with std
+//! sockets.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+const EXAMPLES: [&str; 3] = ["stream_echo", "chat", "udp_echo"];
+
+/// Bound for any single read, so a broken example fails its test instead of hanging it.
+const BOUND: Duration = Duration::from_secs(30);
+
+fn example(name: &str) -> PathBuf {
+    static BINS: OnceLock<HashMap<String, PathBuf>> = OnceLock::new();
+    BINS.get_or_init(|| tulipa_tests::build_examples(&EXAMPLES))
+        .get(name)
+        .cloned()
+        .unwrap_or_else(|| panic!("cargo reported no executable for example {name}"))
+}
+
+/// A server example started on port 0; its first stdout line names the address.
+struct Server {
+    child: Child,
+    out: BufReader<std::process::ChildStdout>,
+    addr: String,
+}
+
+impl Server {
+    fn start(name: &str, prefix: &str) -> Server {
+        let mut child = Command::new(example(name))
+            .args(["--addr", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        let mut out = BufReader::new(child.stdout.take().expect("piped"));
+        let mut line = String::new();
+        out.read_line(&mut line).expect("the server's first line");
+        let addr = line
+            .trim()
+            .strip_prefix(prefix)
+            .unwrap_or_else(|| panic!("{name} printed {line:?}"))
+            .to_owned();
+        Server { child, out, addr }
+    }
+
+    /// SIGINT, then the goodbye line and a clean exit.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let mut rest = String::new();
+        self.out.read_to_string(&mut rest).unwrap();
+        assert!(rest.contains("bye"), "goodbye line: {rest:?}");
+        assert!(self.child.wait().unwrap().success());
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn connect(addr: &str) -> (TcpStream, BufReader<TcpStream>) {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(BOUND)).unwrap();
+    let r = BufReader::new(s.try_clone().unwrap());
+    (s, r)
+}
+
+#[test]
+fn stream_echo_echoes_lines_until_the_client_closes() {
+    let server = Server::start("stream_echo", "listening on ");
+    let (mut s, mut r) = connect(&server.addr);
+    for text in ["first line\n", "second, longer line\n"] {
+        s.write_all(text.as_bytes()).unwrap();
+        let mut back = String::new();
+        r.read_line(&mut back).unwrap();
+        assert_eq!(back, text);
+    }
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    r.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "the server closes after our EOF");
+    server.stop();
+}
+
+#[test]
+fn chat_relays_each_line_to_the_other_clients() {
+    let server = Server::start("chat", "chat on ");
+    let (mut a, mut ar) = connect(&server.addr);
+    let mut prompt = [0u8; 6];
+    ar.read_exact(&mut prompt).unwrap();
+    assert_eq!(&prompt, b"name? ");
+    a.write_all(b"alice\n").unwrap();
+    let (mut b, mut br) = connect(&server.addr);
+    br.read_exact(&mut prompt).unwrap();
+    b.write_all(b"bob\n").unwrap();
+    let mut line = String::new();
+    ar.read_line(&mut line).unwrap();
+    assert_eq!(line, "* bob joined\n");
+    a.write_all(b"hello bob\n").unwrap();
+    line.clear();
+    br.read_line(&mut line).unwrap();
+    assert_eq!(line, "alice: hello bob\n");
+    drop((b, br));
+    line.clear();
+    ar.read_line(&mut line).unwrap();
+    assert_eq!(line, "* bob left\n");
+    server.stop();
+}
+
+#[test]
+fn udp_echo_sends_every_datagram_back_to_its_sender() {
+    let server = Server::start("udp_echo", "udp echo on ");
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.set_read_timeout(Some(BOUND)).unwrap();
+    for payload in [&b"ping"[..], &[7u8; 1400][..]] {
+        client.send_to(payload, &server.addr).unwrap();
+        let mut buf = [0u8; 2048];
+        let (n, from) = client.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], payload);
+        assert_eq!(from.to_string(), server.addr);
+    }
+    server.stop();
+}
