@@ -3,13 +3,15 @@
 //! - `layers`: check the layering rule from `cargo metadata`;
 //! - `ci`: fmt, clippy, layers, doc, test, in order, stopping at the first failure;
 //! - `bench loop`: Tulipa's event loop against tokio and smol, one process per measurement;
-//! - `bench tasks`: Tulipa's tasks and futures (`tulipa-futures`) against tokio's and smol's.
+//! - `bench tasks`: Tulipa's tasks and futures (`tulipa-futures`) against tokio's and smol's;
+//! - `bench echo`: TCP echo servers (Tulipa, tokio, smol, raw epoll) under one load generator.
 
 use std::process::ExitCode;
 
 use xtask::bench::{self, Runtime, Workload};
 
 mod ci;
+mod echo;
 mod layers;
 mod report;
 mod runner;
@@ -25,7 +27,12 @@ commands:
                options: --reps N (5), --workload NAME, --runtime NAME (repeatable), --no-pin
                workloads: callbacks, timers, timers_cancel, threadsafe_latency
   bench tasks  tasks and futures (tulipa-futures) vs tokio vs smol, same options
-               workloads: spawn, tasks, resolve, executor, pending_memory";
+               workloads: spawn, tasks, resolve, executor, pending_memory
+  bench echo   TCP echo servers (Tulipa Protocol, tokio, smol, raw epoll) in their own processes
+               (core 0) under one load generator (core 1): msgs/s and p99 for 64 B / 1 KiB,
+               1 or 16 in flight; server CPU at 100k msgs/s; RSS of 10,000 idle connections
+               options: --reps N (3), --server NAME, --conns N (50), --duration S (3),
+               --warmup S (0.5), --rate R (100000), --idle N (10000), --only PART, --no-pin";
 
 /// The hidden `bench-child <runtime> <workload>`: one measurement, one JSON line.
 fn bench_child(args: &[String]) -> Result<(), String> {
@@ -45,7 +52,10 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("layers") => layers::run(),
         Some("ci") => ci::run(),
+        Some("bench") if args.get(1).is_some_and(|a| a == "echo") => echo::run(&args[2..]),
         Some("bench") => runner::run(&args[1..]),
+        Some("echo-server") => echo::server_main(&args[1..]),
+        Some("echo-load") => echo::load_main(&args[1..]),
         Some("bench-child") => bench_child(&args[1..]),
         None | Some("help" | "-h" | "--help") => {
             println!("{HELP}");
