@@ -4,7 +4,9 @@
 //! - `ci`: fmt, clippy, layers, doc, test, in order, stopping at the first failure;
 //! - `bench loop`: Tulipa's event loop against tokio and smol, one process per measurement;
 //! - `bench tasks`: Tulipa's tasks and futures (`tulipa-futures`) against tokio's and smol's;
-//! - `bench echo`: TCP echo servers (Tulipa, tokio, smol, raw epoll) under one load generator.
+//! - `bench echo`: TCP echo servers (Tulipa, tokio, smol, raw epoll) under one load generator;
+//! - `bench channels`: Tulipa's pipes (`tulipa_futures::message`) against tokio's `mpsc` and
+//!   `async-channel`.
 
 use std::process::ExitCode;
 
@@ -32,7 +34,9 @@ commands:
                (core 0) under one load generator (core 1): msgs/s and p99 for 64 B / 1 KiB,
                1 or 16 in flight; server CPU at 100k msgs/s; RSS of 10,000 idle connections
                options: --reps N (3), --server NAME, --conns N (50), --duration S (3),
-               --warmup S (0.5), --rate R (100000), --idle N (10000), --only PART, --no-pin";
+               --warmup S (0.5), --rate R (100000), --idle N (10000), --only PART, --no-pin
+  bench channels  message pipes (tulipa-futures) vs tokio mpsc vs async-channel, same options
+               workloads: pipe_local, pipe_threads (pinned to cores 0,1), rendezvous_local";
 
 /// The hidden `bench-child <runtime> <workload>`: one measurement, one JSON line.
 fn bench_child(args: &[String]) -> Result<(), String> {

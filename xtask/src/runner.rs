@@ -1,4 +1,4 @@
-//! `cargo xtask bench loop|tasks`: builds the release `xtask`, runs one child process per
+//! `cargo xtask bench loop|tasks|channels`: builds the release `xtask`, runs one child process per
 //! measurement (`xtask bench-child <runtime> <workload>`), and prints the medians as Markdown
 //! tables ([`report`](crate::report)).
 
@@ -11,7 +11,7 @@ use xtask::bench::{Runtime, Suite, Workload};
 use crate::report::{self, Row};
 use crate::workspace;
 
-const USAGE: &str = "usage: cargo xtask bench loop|tasks [--reps N] [--workload NAME]... \
+const USAGE: &str = "usage: cargo xtask bench loop|tasks|channels [--reps N] [--workload NAME]... \
                      [--runtime NAME]... [--no-pin]";
 
 struct Options {
@@ -127,6 +127,28 @@ fn run_child(exe: &Path, pin: bool, runtime: Runtime, workload: Workload) -> Res
         .map_err(|e| format!("bench-child {runtime} {workload} printed `{line}`: {e}"))
 }
 
+/// How the children were pinned, for the report.
+fn pin_note(pin: bool, workloads: &[Workload]) -> String {
+    if !pin {
+        return ", not pinned".to_string();
+    }
+    let mut by_cpus: Vec<(&str, Vec<&str>)> = Vec::new();
+    for w in workloads {
+        match by_cpus.iter_mut().find(|(cpus, _)| *cpus == w.pin_cpus()) {
+            Some((_, names)) => names.push(w.name()),
+            None => by_cpus.push((w.pin_cpus(), vec![w.name()])),
+        }
+    }
+    if let [(cpus, _)] = by_cpus.as_slice() {
+        return format!(", each pinned with `taskset -c {cpus}`");
+    }
+    let parts: Vec<String> = by_cpus
+        .iter()
+        .map(|(cpus, names)| format!("`taskset -c {cpus}` for {}", names.join(", ")))
+        .collect();
+    format!(", pinned: {}", parts.join("; "))
+}
+
 /// Runs the benchmark as `args` (after `bench`) say.
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let o = parse(args)?;
@@ -158,11 +180,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         "Command: cargo xtask bench {} (each cell: median of {} child processes{}; release build).",
         args.join(" "),
         o.reps,
-        if pin {
-            ", each pinned with `taskset -c 1`"
-        } else {
-            ", not pinned"
-        }
+        pin_note(pin, &o.workloads)
     );
     println!();
     report::print_tables(&rows);

@@ -1,11 +1,14 @@
 //! The benchmark: the same workloads on Tulipa and on its peers (tokio's current-thread runtime,
-//! smol's executors on `async-io`), in two suites (see [`Suite`]).
+//! smol's executors on `async-io`), in three suites (see [`Suite`]).
 //!
 //! Suite `loop`: each workload of each runtime lives in that runtime's module ([`tulipa`],
-//! [`tokio`], [`smol`]). Suite `tasks`: in [`tasks`]'s modules of the same names. One process
+//! [`tokio`], [`smol`]). Suites `tasks` and `channels`: in [`tasks`]'s and [`channels`]'s modules
+//! of the same names. One process
 //! measures one workload on one runtime ([`measure`]) and prints one JSON line
-//! ([`Sample::to_json`]); `cargo xtask bench loop|tasks` runs such processes and compares.
+//! ([`Sample::to_json`]); `cargo xtask bench loop|tasks|channels` runs such processes and
+//! compares.
 
+pub mod channels;
 pub mod common;
 pub mod smol;
 pub mod tasks;
@@ -102,6 +105,9 @@ pub fn measure(runtime: Runtime, workload: Workload) -> BenchResult {
         (Suite::Tasks, Runtime::Tulipa) => tasks::tulipa::run(workload),
         (Suite::Tasks, Runtime::Tokio) => tasks::tokio::run(workload),
         (Suite::Tasks, Runtime::Smol) => tasks::smol::run(workload),
+        (Suite::Channels, Runtime::Tulipa) => channels::tulipa::run(workload),
+        (Suite::Channels, Runtime::Tokio) => channels::tokio::run(workload),
+        (Suite::Channels, Runtime::Smol) => channels::smol::run(workload),
     }
 }
 

@@ -27,7 +27,10 @@ pub fn run(workload: Workload) -> BenchResult {
         | Workload::Tasks
         | Workload::Resolve
         | Workload::Executor
-        | Workload::PendingMemory => Err(super::wrong_suite(workload, "bench::smol")),
+        | Workload::PendingMemory
+        | Workload::PipeLocal
+        | Workload::PipeThreads
+        | Workload::RendezvousLocal => Err(super::wrong_suite(workload, "bench::smol")),
     }
 }
 

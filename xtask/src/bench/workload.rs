@@ -1,4 +1,5 @@
-//! The names of the benchmark: suites (`loop`, `tasks`), their workloads, the runtimes.
+//! The names of the benchmark: suites (`loop`, `tasks`, `channels`), their workloads, the
+//! runtimes.
 
 use std::fmt;
 use std::str::FromStr;
@@ -10,6 +11,9 @@ pub enum Suite {
     Loop,
     /// `bench tasks`: tasks and futures (`tulipa-futures`) against the peers' tasks.
     Tasks,
+    /// `bench channels`: `tulipa_futures::message` pipes against tokio's `mpsc` and
+    /// `async-channel`.
+    Channels,
 }
 
 impl Suite {
@@ -18,6 +22,7 @@ impl Suite {
         match self {
             Suite::Loop => "loop",
             Suite::Tasks => "tasks",
+            Suite::Channels => "channels",
         }
     }
 
@@ -37,7 +42,10 @@ impl FromStr for Suite {
         match s {
             "loop" => Ok(Suite::Loop),
             "tasks" => Ok(Suite::Tasks),
-            _ => Err(format!("unknown suite `{s}` (expected loop or tasks)")),
+            "channels" => Ok(Suite::Channels),
+            _ => Err(format!(
+                "unknown suite `{s}` (expected loop, tasks or channels)"
+            )),
         }
     }
 }
@@ -63,11 +71,18 @@ pub enum Workload {
     Executor,
     /// 100,000 tasks left pending on never-completed futures: RSS per pending task.
     PendingMemory,
+    /// 1,000,000 `u64`s through a channel of capacity 1024 between two tasks of one loop.
+    PipeLocal,
+    /// 1,000,000 `u64`s through a channel of capacity 1024 from a loop on one thread to a loop
+    /// on another.
+    PipeThreads,
+    /// 200,000 `u64`s through a rendezvous (or capacity-1) channel between two tasks of one loop.
+    RendezvousLocal,
 }
 
 impl Workload {
     /// Every workload, in report order.
-    pub const ALL: [Workload; 9] = [
+    pub const ALL: [Workload; 12] = [
         Workload::Callbacks,
         Workload::Timers,
         Workload::TimersCancel,
@@ -77,6 +92,9 @@ impl Workload {
         Workload::Resolve,
         Workload::Executor,
         Workload::PendingMemory,
+        Workload::PipeLocal,
+        Workload::PipeThreads,
+        Workload::RendezvousLocal,
     ];
 
     /// The name used on command lines and in reports.
@@ -91,6 +109,9 @@ impl Workload {
             Workload::Resolve => "resolve",
             Workload::Executor => "executor",
             Workload::PendingMemory => "pending_memory",
+            Workload::PipeLocal => "pipe_local",
+            Workload::PipeThreads => "pipe_threads",
+            Workload::RendezvousLocal => "rendezvous_local",
         }
     }
 
@@ -106,6 +127,19 @@ impl Workload {
             | Workload::Resolve
             | Workload::Executor
             | Workload::PendingMemory => Suite::Tasks,
+            Workload::PipeLocal | Workload::PipeThreads | Workload::RendezvousLocal => {
+                Suite::Channels
+            }
+        }
+    }
+
+    /// The CPUs (a `taskset -c` list) a pinned child of this workload runs on: core 1 for the
+    /// one-loop workloads, cores 0 and 1 for `pipe_threads`, whose producer and consumer threads
+    /// would otherwise take turns on one core.
+    pub fn pin_cpus(self) -> &'static str {
+        match self {
+            Workload::PipeThreads => "0,1",
+            _ => "1",
         }
     }
 
@@ -192,7 +226,7 @@ mod tests {
         for r in Runtime::ALL {
             assert_eq!(r.name().parse::<Runtime>(), Ok(r));
         }
-        for s in [Suite::Loop, Suite::Tasks] {
+        for s in [Suite::Loop, Suite::Tasks, Suite::Channels] {
             assert_eq!(s.name().parse::<Suite>(), Ok(s));
         }
     }
@@ -210,5 +244,15 @@ mod tests {
                 Workload::PendingMemory
             ]
         );
+        assert_eq!(
+            Suite::Channels.workloads(),
+            [
+                Workload::PipeLocal,
+                Workload::PipeThreads,
+                Workload::RendezvousLocal
+            ]
+        );
+        assert_eq!(Workload::PipeThreads.pin_cpus(), "0,1");
+        assert_eq!(Workload::PipeLocal.pin_cpus(), "1");
     }
 }

@@ -29,7 +29,10 @@ pub fn run(workload: Workload) -> BenchResult {
         Workload::Callbacks
         | Workload::Timers
         | Workload::TimersCancel
-        | Workload::ThreadsafeLatency => {
+        | Workload::ThreadsafeLatency
+        | Workload::PipeLocal
+        | Workload::PipeThreads
+        | Workload::RendezvousLocal => {
             Err(crate::bench::wrong_suite(workload, "bench::tasks::tulipa"))
         }
     }
