@@ -777,6 +777,13 @@ impl Core {
 
     fn poll_io(self: &Rc<Self>) {
         let busy = !self.ready.borrow().is_empty() || !self.remote.is_empty();
+        let no_fds = self.io.borrow().is_empty();
+        if busy && no_fds {
+            // Callbacks are waiting and no fd is registered: a zero-timeout poll could find
+            // nothing, yet costs several syscalls (the poller re-arms its notifier and timer on
+            // every wait). Jobs from other threads are drained from their queue without it.
+            return;
+        }
         let next = self.timers.borrow_mut().next_deadline();
         let timeout = if busy {
             Some(Duration::ZERO)
@@ -786,7 +793,12 @@ impl Core {
         match (self.clock.is_virtual(), timeout, next) {
             (true, Some(t), Some(next)) if !t.is_zero() => {
                 // Virtual time: look at the fds without waiting; if nothing happened, jump.
-                if self.poll(Some(Duration::ZERO)) == 0 && self.remote.is_empty() {
+                let events = if no_fds {
+                    0
+                } else {
+                    self.poll(Some(Duration::ZERO))
+                };
+                if events == 0 && self.remote.is_empty() {
                     self.clock.advance_to(next);
                 }
             }
