@@ -418,7 +418,12 @@ impl Drop for Owner {
 }
 
 impl StreamWriter {
-    fn new(transport: Transport, shared: Rc<Shared>, owner: Rc<Owner>) -> Self {
+    /// The writer that goes with `reader`: both share the connection's [`Owner`].
+    fn paired(reader: &StreamReader, transport: Transport, shared: Rc<Shared>) -> Self {
+        let owner = reader
+            .owner
+            .clone()
+            .unwrap_or_else(|| Rc::new(Owner(RefCell::new(None))));
         *owner.0.borrow_mut() = Some(transport.clone());
         StreamWriter {
             owner,
@@ -606,11 +611,8 @@ pub async fn open_connection(
 ) -> Result<(StreamReader, StreamWriter)> {
     let (reader, shared, proto) = make_pair(limit);
     let transport = create_connection(move || proto, host, port, ConnectOptions::default()).await?;
-    let owner = reader
-        .owner
-        .clone()
-        .unwrap_or_else(|| Rc::new(Owner(RefCell::new(None))));
-    Ok((reader, StreamWriter::new(transport, shared, owner)))
+    let writer = StreamWriter::paired(&reader, transport, shared);
+    Ok((reader, writer))
 }
 
 /// Connects to the Unix socket at `path` (asyncio's `open_unix_connection`).
@@ -624,11 +626,8 @@ pub async fn open_unix_connection(
 ) -> Result<(StreamReader, StreamWriter)> {
     let (reader, shared, proto) = make_pair(limit);
     let transport = crate::unix::create_unix_connection(move || proto, path).await?;
-    let owner = reader
-        .owner
-        .clone()
-        .unwrap_or_else(|| Rc::new(Owner(RefCell::new(None))));
-    Ok((reader, StreamWriter::new(transport, shared, owner)))
+    let writer = StreamWriter::paired(&reader, transport, shared);
+    Ok((reader, writer))
 }
 
 /// Serves `host:port`, running `client_connected(reader, writer)` as a task for each connection
@@ -683,11 +682,7 @@ where
         let (reader, shared, mut proto) = make_pair(limit);
         let cb = cb.clone();
         proto.on_connect = Some(Box::new(move |transport: Transport| {
-            let owner = reader
-                .owner
-                .clone()
-                .unwrap_or_else(|| Rc::new(Owner(RefCell::new(None))));
-            let writer = StreamWriter::new(transport.clone(), shared, owner);
+            let writer = StreamWriter::paired(&reader, transport.clone(), shared);
             let fut = cb(reader, writer);
             let spawned: tulipa_futures::Result<Task<()>> = spawn(async move {
                 if let Err(e) = fut.await {
@@ -779,11 +774,7 @@ pub async fn listen(host: &str, port: u16, queue: usize, limit: usize) -> Result
         let (reader, shared, mut proto) = make_pair(limit);
         let tx = tx.clone();
         proto.on_connect = Some(Box::new(move |transport: Transport| {
-            let owner = reader
-                .owner
-                .clone()
-                .unwrap_or_else(|| Rc::new(Owner(RefCell::new(None))));
-            let writer = StreamWriter::new(transport.clone(), shared, owner);
+            let writer = StreamWriter::paired(&reader, transport.clone(), shared);
             if tx.try_send((reader, writer)).is_err() {
                 tracing::warn!("listener queue full or closed: connection aborted");
                 transport.abort();
