@@ -354,7 +354,13 @@ impl TlsState {
         if let Some(s) = self.sock() {
             s.close();
             let s2 = s.clone();
-            let _ = self.lp.call_later(SHUTDOWN_TIMEOUT, move || s2.abort());
+            // Kept in `timer` (the handshake is over or abandoned by now) so that
+            // `connection_lost` cancels it and nothing waits 30 s holding this connection.
+            let shutdown = self.lp.call_later(SHUTDOWN_TIMEOUT, move || s2.abort());
+            let old = self.timer.replace(shutdown.ok());
+            if let Some(t) = old {
+                t.cancel();
+            }
         }
     }
 
