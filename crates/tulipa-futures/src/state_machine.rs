@@ -42,6 +42,8 @@ struct Inner<A: 'static> {
     history: RefCell<Vec<&'static str>>,
     /// How many states have been entered; numbers each entry.
     entries: Cell<u64>,
+    /// Set once a first state was entered (`wait_terminal` waits for it).
+    started: crate::sync::Event,
 }
 
 /// A state machine whose current state runs as a task; a cheap handle (`Clone`). `A` is the type
@@ -134,6 +136,7 @@ impl<A: 'static> Builder<A> {
                 current: RefCell::new(None),
                 history: RefCell::new(Vec::new()),
                 entries: Cell::new(0),
+                started: crate::sync::Event::new(),
             }),
             owner: None,
         }
@@ -212,6 +215,7 @@ impl<A: 'static> StateMachine<A> {
         task.set_name(format!("state '{name}'"));
         let previous = inner.current.borrow_mut().replace((name, task));
         inner.history.borrow_mut().push(name);
+        inner.started.set();
         if let Some((_, prev)) = previous {
             // The new state replaces the old one; if the old one is the caller, it is expected to
             // return right after `goto`, and the request is delivered only if it awaits again.
@@ -247,7 +251,7 @@ impl<A: 'static> StateMachine<A> {
         loop {
             let cur = self.inner.current.borrow().as_ref().map(|(_, t)| t.clone());
             let Some(task) = cur else {
-                crate::sleep(std::time::Duration::ZERO).await?;
+                self.inner.started.wait().await?;
                 continue;
             };
             let outcome = crate::wait::until_done(&task.as_task_ref()).await;
