@@ -10,14 +10,16 @@
 //! instead of hanging it.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::process::{Command, ExitStatus, Stdio};
+
 use std::sync::OnceLock;
-use std::thread::{self, JoinHandle};
+
+use std::thread;
 use std::time::Duration;
+use tulipa_tests::Running;
 
 /// How long any single expected line may take (the build is done before).
 const BOUND: Duration = Duration::from_secs(60);
@@ -32,108 +34,10 @@ fn example(name: &str) -> &'static Path {
         .unwrap_or_else(|| panic!("cargo reported no executable for example {name}"))
 }
 
-/// A running process whose stdout is read line by line, and whose stderr is collected, on
-/// threads; killed on drop if a failing test leaves it running.
-struct Running {
-    child: Child,
-    lines: Receiver<String>,
-    stderr: Option<JoinHandle<String>>,
-}
-
-impl Running {
-    fn spawn(mut cmd: Command, stdin: Stdio) -> Running {
-        let mut child = cmd
-            .stdin(stdin)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let (tx, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut err = child.stderr.take().expect("stderr is piped");
-        let stderr = thread::spawn(move || {
-            let mut s = String::new();
-            let _ = err.read_to_string(&mut s);
-            s
-        });
-        Running {
-            child,
-            lines,
-            stderr: Some(stderr),
-        }
-    }
-
-    fn start(name: &str, args: &[&str], stdin: Stdio) -> Running {
-        let mut cmd = Command::new(example(name));
-        cmd.args(args);
-        Running::spawn(cmd, stdin)
-    }
-
-    /// Reads lines until one satisfies `want`; returns every line read, that one last.
-    fn read_until(&self, what: &str, want: impl Fn(&str) -> bool) -> Vec<String> {
-        let mut seen = Vec::new();
-        loop {
-            match self.lines.recv_timeout(BOUND) {
-                Ok(line) => {
-                    let done = want(&line);
-                    seen.push(line);
-                    if done {
-                        return seen;
-                    }
-                }
-                Err(e) => panic!("waiting for {what}: {e:?}; output so far: {seen:#?}"),
-            }
-        }
-    }
-
-    /// Reads the rest of the output, up to end of file.
-    fn read_to_end(&self) -> Vec<String> {
-        let mut seen = Vec::new();
-        loop {
-            match self.lines.recv_timeout(BOUND) {
-                Ok(line) => seen.push(line),
-                Err(mpsc::RecvTimeoutError::Disconnected) => return seen,
-                Err(e) => panic!("waiting for the end of the output: {e:?}; output: {seen:#?}"),
-            }
-        }
-    }
-
-    /// Waits for the exit; returns the status and everything written to stderr.
-    fn wait(&mut self) -> (ExitStatus, String) {
-        let status = self.child.wait().expect("waiting for the process");
-        let stderr = self
-            .stderr
-            .take()
-            .map(|h| h.join().expect("the stderr reader"))
-            .unwrap_or_default();
-        (status, stderr)
-    }
-
-    fn interrupt(&self) {
-        let pid = self.child.id().to_string();
-        let kill = Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .expect("running kill");
-        assert!(kill.success(), "kill -INT {pid}: {kill}");
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+fn start(name: &str, args: &[&str], stdin: Stdio) -> Running {
+    let mut cmd = Command::new(example(name));
+    cmd.args(args);
+    Running::spawn(cmd, stdin, BOUND)
 }
 
 /// A running `tls_echo_server`, its address and the certificate file it printed.
@@ -147,7 +51,7 @@ impl Server {
     fn start(args: &[&str]) -> Server {
         let mut all = vec!["--addr", "127.0.0.1:0"];
         all.extend_from_slice(args);
-        let run = Running::start("tls_echo_server", &all, Stdio::null());
+        let run = start("tls_echo_server", &all, Stdio::null());
         let first = run.read_until("the listening line", |l| l.starts_with("listening on "));
         let cert = first
             .iter()
@@ -186,7 +90,7 @@ fn run_client(server: &Server, args: &[&str], input: &[u8]) -> (ExitStatus, Vec<
     let addr = server.addr.to_string();
     let mut all = vec!["--addr", addr.as_str()];
     all.extend_from_slice(args);
-    let mut client = Running::start("tls_echo_client", &all, Stdio::piped());
+    let mut client = start("tls_echo_client", &all, Stdio::piped());
     let mut stdin = client.child.stdin.take().expect("stdin is piped");
     let input = input.to_vec();
     // Written from a thread, and closed after: the client reads it line by line.
@@ -257,7 +161,7 @@ fn python_client(server: &Server, mode: &str) -> Running {
     cmd.args(["-c", PY_CLIENT, &server.addr.port().to_string()])
         .arg(&server.cert)
         .arg(mode);
-    Running::spawn(cmd, Stdio::null())
+    Running::spawn(cmd, Stdio::null(), BOUND)
 }
 
 #[test]

@@ -7,14 +7,16 @@
 //! bound so that a broken example fails its test instead of hanging it.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::process::{Command, ExitStatus, Stdio};
+
 use std::sync::OnceLock;
+
 use std::thread;
 use std::time::Duration;
+use tulipa_tests::Running;
 
 /// How long any single expected line or read may take (the build is done before).
 const BOUND: Duration = Duration::from_secs(60);
@@ -29,90 +31,15 @@ fn example(name: &str) -> &'static Path {
         .unwrap_or_else(|| panic!("cargo reported no executable for example {name}"))
 }
 
-/// A running example whose stdout is read line by line on a thread; killed on drop if a
-/// failing test leaves it running.
-struct Running {
-    child: Child,
-    lines: Receiver<String>,
-}
-
-impl Running {
-    fn start(name: &str, args: &[&str], stdin: Stdio) -> Running {
-        let mut child = Command::new(example(name))
-            .args(args)
-            .stdin(stdin)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let (tx, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Running { child, lines }
-    }
-
-    /// Reads lines until one satisfies `want`; returns every line read, that one last.
-    fn read_until(&self, what: &str, want: impl Fn(&str) -> bool) -> Vec<String> {
-        let mut seen = Vec::new();
-        loop {
-            match self.lines.recv_timeout(BOUND) {
-                Ok(line) => {
-                    let done = want(&line);
-                    seen.push(line);
-                    if done {
-                        return seen;
-                    }
-                }
-                Err(e) => panic!("waiting for {what}: {e:?}; output so far: {seen:#?}"),
-            }
-        }
-    }
-
-    /// Reads the rest of the output, up to end of file.
-    fn read_to_end(&self) -> Vec<String> {
-        let mut seen = Vec::new();
-        loop {
-            match self.lines.recv_timeout(BOUND) {
-                Ok(line) => seen.push(line),
-                Err(mpsc::RecvTimeoutError::Disconnected) => return seen,
-                Err(e) => panic!("waiting for the end of the output: {e:?}; output: {seen:#?}"),
-            }
-        }
-    }
-
-    fn wait(&mut self) -> ExitStatus {
-        self.child.wait().expect("waiting for the example")
-    }
-
-    fn interrupt(&self) {
-        let pid = self.child.id().to_string();
-        let kill = Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .expect("running kill");
-        assert!(kill.success(), "kill -INT {pid}: {kill}");
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+fn start(name: &str, args: &[&str], stdin: Stdio) -> Running {
+    let mut cmd = Command::new(example(name));
+    cmd.args(args);
+    Running::spawn(cmd, stdin, BOUND)
 }
 
 /// Starts `echo_server` on a free port; returns it and its address.
 fn start_server() -> (Running, SocketAddr) {
-    let server = Running::start("echo_server", &["--addr", "127.0.0.1:0"], Stdio::null());
+    let server = start("echo_server", &["--addr", "127.0.0.1:0"], Stdio::null());
     let first = server.read_until("the listening line", |l| l.starts_with("listening on "));
     let addr = first
         .last()
@@ -127,7 +54,7 @@ fn run_client(addr: SocketAddr, args: &[&str], input: &[u8]) -> (ExitStatus, Vec
     let addr = addr.to_string();
     let mut all = vec!["--addr", addr.as_str()];
     all.extend_from_slice(args);
-    let mut client = Running::start("echo_client", &all, Stdio::piped());
+    let mut client = start("echo_client", &all, Stdio::piped());
     let mut stdin = client.child.stdin.take().expect("stdin is piped");
     let input = input.to_vec();
     // Written from a thread, and closed after: the client reads it line by line.
@@ -135,7 +62,7 @@ fn run_client(addr: SocketAddr, args: &[&str], input: &[u8]) -> (ExitStatus, Vec
         let _ = stdin.write_all(&input);
     });
     let out = client.read_to_end();
-    let status = client.wait();
+    let (status, _) = client.wait();
     writer.join().expect("the stdin writer");
     (status, out)
 }
@@ -229,7 +156,7 @@ fn echo_server_stops_on_sigint_closing_open_connections() {
     assert!(rest.is_empty(), "{rest:?}");
 
     let out = server.read_to_end();
-    let status = server.wait();
+    let (status, _) = server.wait();
     assert!(status.success(), "exit status {status}; output: {out:#?}");
     assert!(
         out.iter().any(|l| l == "SIGINT received, closing"),
