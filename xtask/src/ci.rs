@@ -19,7 +19,7 @@ struct Step {
     action: Action,
 }
 
-const STEPS: [Step; 5] = [
+const STEPS: [Step; 6] = [
     Step {
         name: "fmt",
         action: Action::Cargo(&["fmt", "--all", "--check"], &[]),
@@ -52,6 +52,21 @@ const STEPS: [Step; 5] = [
     Step {
         name: "test",
         action: Action::Cargo(&["test", "--workspace"], &[]),
+    },
+    Step {
+        // The loop's portable poller (`polling`: what macOS and the BSDs run) tested on Linux,
+        // in its own target directory so that the main build is not invalidated.
+        name: "test-polling-backend",
+        action: Action::Cargo(
+            &[
+                "test",
+                "-p",
+                "tulipa-loop",
+                "--target-dir",
+                "target/polling",
+            ],
+            &[("RUSTFLAGS", "--cfg tulipa_polling")],
+        ),
     },
 ];
 

@@ -14,7 +14,6 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::num::NonZeroUsize;
 use std::os::fd::RawFd;
 use std::panic::{self, AssertUnwindSafe, Location};
 use std::rc::Rc;
@@ -22,8 +21,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::sys::poller::{Events, Poller};
 use async_task::Runnable;
-use polling::{Events, Poller};
 
 use crate::clock::{nanos, Clock};
 use crate::completion::{Completion, DoneNotifier};
@@ -211,7 +210,7 @@ impl EventLoop {
         let poller = Arc::new(Poller::new().map_err(|e| Error::io("creating the poller", e))?);
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let debug = std::env::var_os("TULIPA_DEBUG").is_some_and(|v| v == "1");
-        let events = Events::with_capacity(NonZeroUsize::new(1024).expect("1024 is not zero"));
+        let events = Events::new();
         Ok(EventLoop {
             core: Rc::new(Core {
                 id,
@@ -521,7 +520,7 @@ impl EventLoop {
                 slot.writer.replace(cb.clone())
             };
             let (r, w) = (slot.reader.is_some(), slot.writer.is_some());
-            if let Err(e) = sys::fd::register(poller, fd, r, w, existing) {
+            if let Err(e) = poller.register(fd, r, w, existing) {
                 // Put things back as they were.
                 let slot = io.get_mut(&fd).expect("slot inserted above");
                 if read {
@@ -827,7 +826,7 @@ impl Core {
             let io = self.io.borrow();
             let mut ready = self.ready.borrow_mut();
             for ev in events.iter() {
-                let fd = ev.key as RawFd;
+                let fd = ev.fd;
                 let Some(slot) = io.get(&fd) else { continue };
                 for (wanted, cb, is_read) in [
                     (ev.readable, &slot.reader, true),
@@ -875,9 +874,9 @@ impl Core {
             if let Some(poller) = self.poller.borrow().as_ref() {
                 if !r && !w {
                     io.remove(&fd);
-                    sys::fd::delete(poller, fd);
+                    poller.delete(fd);
                 } else if removed.is_some() {
-                    if let Err(e) = sys::fd::register(poller, fd, r, w, true) {
+                    if let Err(e) = poller.register(fd, r, w, true) {
                         tracing::warn!(loop_id = self.id, fd, error = %e, "updating fd interest failed");
                     }
                 }
@@ -980,7 +979,7 @@ impl Core {
         let io: Vec<(RawFd, FdSlot)> = self.io.borrow_mut().drain().collect();
         if let Some(poller) = self.poller.borrow().as_ref() {
             for (fd, _) in &io {
-                sys::fd::delete(poller, *fd);
+                poller.delete(*fd);
             }
         }
         self.poller.borrow_mut().take();

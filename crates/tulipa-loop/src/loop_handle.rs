@@ -10,9 +10,9 @@ use std::panic::Location;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
+use crate::sys::poller::Poller;
 use async_task::Runnable;
 use concurrent_queue::ConcurrentQueue;
-use polling::Poller;
 
 use crate::error::{Error, Result};
 
