@@ -6,7 +6,8 @@
 //! - `bench tasks`: Tulipa's tasks and futures (`tulipa-futures`) against tokio's and smol's;
 //! - `bench echo`: TCP echo servers (Tulipa, tokio, smol, raw epoll) under one load generator;
 //! - `bench channels`: Tulipa's pipes (`tulipa_futures::message`) against tokio's `mpsc` and
-//!   `async-channel`.
+//!   `async-channel`;
+//! - `bench tls`: TLS echo servers (Tulipa, tokio with tokio-rustls) under one load generator.
 
 use std::process::ExitCode;
 
@@ -17,6 +18,7 @@ mod echo;
 mod layers;
 mod report;
 mod runner;
+mod tls;
 mod workspace;
 
 const HELP: &str = "\
@@ -36,7 +38,13 @@ commands:
                options: --reps N (3), --server NAME, --conns N (50), --duration S (3),
                --warmup S (0.5), --rate R (100000), --idle N (10000), --only PART, --no-pin
   bench channels  message pipes (tulipa-futures) vs tokio mpsc vs async-channel, same options
-               workloads: pipe_local, pipe_threads (pinned to cores 0,1), rendezvous_local";
+               workloads: pipe_local, pipe_threads (pinned to cores 0,1), rendezvous_local
+  bench tls    TLS echo servers (Tulipa Protocol, tokio + tokio-rustls) in their own processes
+               (core 0) under one tokio-rustls load generator (core 1): MB/s of 64 KiB echoes
+               over 4 connections; handshakes/s (new connection, 64 B round trip, close)
+               options: --reps N (5), --workload throughput|handshakes, --server NAME,
+               --conns N (4), --clients N (8), --size B (65536), --duration S (3),
+               --warmup S (0.5), --full-verify, --no-pin";
 
 /// The hidden `bench-child <runtime> <workload>`: one measurement, one JSON line.
 fn bench_child(args: &[String]) -> Result<(), String> {
@@ -57,9 +65,12 @@ fn main() -> ExitCode {
         Some("layers") => layers::run(),
         Some("ci") => ci::run(),
         Some("bench") if args.get(1).is_some_and(|a| a == "echo") => echo::run(&args[2..]),
+        Some("bench") if args.get(1).is_some_and(|a| a == "tls") => tls::run(&args[2..]),
         Some("bench") => runner::run(&args[1..]),
         Some("echo-server") => echo::server_main(&args[1..]),
         Some("echo-load") => echo::load_main(&args[1..]),
+        Some("tls-server") => tls::server_main(&args[1..]),
+        Some("tls-load") => tls::load_main(&args[1..]),
         Some("bench-child") => bench_child(&args[1..]),
         None | Some("help" | "-h" | "--help") => {
             println!("{HELP}");
