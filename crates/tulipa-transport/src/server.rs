@@ -35,6 +35,11 @@ pub struct ServerOptions {
     /// TLS handshake limit per connection (default [`crate::tls::HANDSHAKE_TIMEOUT`], 60 s).
     #[cfg(feature = "tls")]
     pub tls_handshake_timeout: Duration,
+    /// How long a TLS connection's `close` waits for the client's `close_notify` before
+    /// aborting (asyncio's `ssl_shutdown_timeout`; default [`crate::tls::SHUTDOWN_TIMEOUT`],
+    /// 30 s; must be positive).
+    #[cfg(feature = "tls")]
+    pub tls_shutdown_timeout: Duration,
 }
 
 impl Default for ServerOptions {
@@ -48,6 +53,8 @@ impl Default for ServerOptions {
             tls: None,
             #[cfg(feature = "tls")]
             tls_handshake_timeout: crate::tls::HANDSHAKE_TIMEOUT,
+            #[cfg(feature = "tls")]
+            tls_shutdown_timeout: crate::tls::SHUTDOWN_TIMEOUT,
         }
     }
 }
@@ -59,14 +66,47 @@ struct State {
     backlog: i32,
     serving: Cell<bool>,
     closed: Cell<bool>,
-    clients: RefCell<Vec<Weak<TransportInner>>>,
+    clients: RefCell<Vec<Client>>,
     /// The length of `clients` at which the dead entries are next dropped (see `add_client`).
     prune_at: Cell<usize>,
     closed_event: Event,
     retry: RefCell<Option<TimerHandle>>,
     unix_path: RefCell<Option<std::path::PathBuf>>,
     #[cfg(feature = "tls")]
-    tls: RefCell<Option<(std::sync::Arc<crate::tls::ServerConfig>, Duration)>>,
+    tls: RefCell<Option<TlsSettings>>,
+}
+
+/// What accepted connections speak TLS with.
+#[cfg(feature = "tls")]
+#[derive(Clone)]
+struct TlsSettings {
+    config: std::sync::Arc<crate::tls::ServerConfig>,
+    handshake_timeout: Duration,
+    shutdown_timeout: Duration,
+}
+
+/// An accepted connection, as `close_clients` and `abort_clients` reach it: the socket
+/// transport, and for a TLS connection its TLS layer, whose `close` sends `close_notify`.
+struct Client {
+    inner: Weak<TransportInner>,
+    #[cfg(feature = "tls")]
+    tls: Option<Weak<crate::tls::TlsState>>,
+}
+
+impl Client {
+    fn alive(&self) -> bool {
+        self.inner.strong_count() > 0
+    }
+
+    /// The transport the connection's protocol was given (the TLS one over TLS).
+    fn transport(&self) -> Option<Transport> {
+        let inner = self.inner.upgrade()?;
+        #[cfg(feature = "tls")]
+        let tls = self.tls.as_ref().and_then(Weak::upgrade);
+        #[cfg(not(feature = "tls"))]
+        let tls = None;
+        Some(Transport { inner, tls })
+    }
 }
 
 /// A listening server (asyncio's `Server`); a cheap handle (`Clone`).
@@ -90,6 +130,12 @@ pub async fn create_server(
     options: ServerOptions,
 ) -> Result<Server> {
     let lp = EventLoop::running()?;
+    #[cfg(feature = "tls")]
+    if options.tls.is_some() && options.tls_shutdown_timeout.is_zero() {
+        return Err(Error::Futures(tulipa_futures::Error::InvalidArgument(
+            "tls_shutdown_timeout must be positive",
+        )));
+    }
     let addrs = getaddrinfo(host, port).await?;
     let mut sockets = Vec::new();
     for addr in addrs {
@@ -98,10 +144,11 @@ pub async fn create_server(
     let server = Server::from_sockets(&lp, sockets, Rc::new(factory), options.backlog);
     #[cfg(feature = "tls")]
     {
-        *server.state.tls.borrow_mut() = options
-            .tls
-            .clone()
-            .map(|c| (c, options.tls_handshake_timeout));
+        *server.state.tls.borrow_mut() = options.tls.clone().map(|config| TlsSettings {
+            config,
+            handshake_timeout: options.tls_handshake_timeout,
+            shutdown_timeout: options.tls_shutdown_timeout,
+        });
     }
     if options.start_serving {
         server.start_serving()?;
@@ -236,15 +283,14 @@ impl Server {
 
     fn live_clients(&self) -> Vec<Transport> {
         let mut clients = self.state.clients.borrow_mut();
-        clients.retain(|w| w.strong_count() > 0);
-        clients
-            .iter()
-            .filter_map(Weak::upgrade)
-            .map(|inner| Transport { inner, tls: None })
-            .collect()
+        clients.retain(Client::alive);
+        clients.iter().filter_map(Client::transport).collect()
     }
 
-    /// Closes every accepted connection that is still open (asyncio's `close_clients`).
+    /// Closes every accepted connection that is still open (asyncio's `close_clients`). A TLS
+    /// connection is closed through its TLS layer: it sends `close_notify` and waits for the
+    /// client's (up to the shutdown timeout) before the socket closes, where asyncio closes the
+    /// socket underneath TLS. One still in its handshake is aborted.
     pub fn close_clients(&self) {
         for t in self.live_clients() {
             t.close();
@@ -318,11 +364,11 @@ const MIN_PRUNE: usize = 64;
 /// list has doubled since the last pruning: amortised O(1) per accept, and the list stays
 /// within twice the number of live connections (plus `MIN_PRUNE`) on a server that runs for
 /// ever.
-fn add_client(st: &State, t: &Transport) {
+fn add_client(st: &State, client: Client) {
     let mut clients = st.clients.borrow_mut();
-    clients.push(Rc::downgrade(&t.inner));
+    clients.push(client);
     if clients.len() >= st.prune_at.get() {
-        clients.retain(|w| w.strong_count() > 0);
+        clients.retain(Client::alive);
         st.prune_at.set((2 * clients.len()).max(MIN_PRUNE));
     }
 }
@@ -341,18 +387,34 @@ fn accept_ready(st: &Rc<State>, fd: std::os::fd::RawFd) {
             Ok((sock, _peer)) => {
                 let protocol = st.factory.make();
                 #[cfg(feature = "tls")]
-                let protocol: Box<dyn crate::protocol::Protocol> = match st.tls.borrow().clone() {
-                    Some((cfg, limit)) => match crate::tls::server(&st.lp, cfg, protocol, limit) {
-                        Ok(p) => Box::new(p),
-                        Err(e) => {
-                            tracing::error!(error = %e, "cannot start TLS on an accepted connection");
-                            continue;
+                let (protocol, tls): (Box<dyn crate::protocol::Protocol>, _) = match st
+                    .tls
+                    .borrow()
+                    .clone()
+                {
+                    Some(o) => {
+                        match crate::tls::server(&st.lp, o.config, protocol, o.handshake_timeout) {
+                            Ok((p, tls)) => {
+                                tls.set_shutdown_timeout(o.shutdown_timeout);
+                                (Box::new(p), Some(Rc::downgrade(&tls)))
+                            }
+                            Err(e) => {
+                                tracing::error!(error = %e, "cannot start TLS on an accepted connection");
+                                continue;
+                            }
                         }
-                    },
-                    None => protocol,
+                    }
+                    None => (protocol, None),
                 };
                 match Transport::from_socket(&st.lp, sock, protocol) {
-                    Ok((t, _made)) => add_client(st, &t),
+                    Ok((t, _made)) => add_client(
+                        st,
+                        Client {
+                            inner: Rc::downgrade(&t.inner),
+                            #[cfg(feature = "tls")]
+                            tls,
+                        },
+                    ),
                     Err(e) => tracing::error!(error = %e, "cannot set up an accepted connection"),
                 }
             }

@@ -11,20 +11,49 @@
 //!   Certificate and name errors surface from `create_connection` as [`Error::Tls`].
 //! - Server: [`ServerOptions::tls`](crate::ServerOptions) with a [`ServerConfig`]
 //!   ([`server_config`] from PEM files via [`load_certs`] and [`load_private_key`]).
-//! - Handshake timeout 60 s and shutdown timeout 30 s, as asyncio.
-//! - `close` sends `close_notify` and flushes, then closes the socket without waiting for the
-//!   peer's `close_notify`; `abort` sends nothing. `write_eof` is not supported over TLS
-//!   ([`Transport::can_write_eof`] is false). The peer's `close_notify` or EOF is reported to the
-//!   user's `eof_received`, then the connection is closed (asyncio's rule for TLS); a
-//!   `close_notify` is answered with ours first. Writing once the connection is closing or lost
-//!   is [`Error::Closed`].
-//! - Flow control: the socket transport's watermarks reach the user protocol as on plain TCP,
-//!   and the user's `pause_reading` stops reading ciphertext; rustls buffers at most one
-//!   record's worth of plaintext on each side.
+//! - Handshake timeout 60 s and shutdown timeout 30 s, as asyncio (`ssl_handshake_timeout`,
+//!   `ssl_shutdown_timeout`): [`ServerOptions::tls_shutdown_timeout`](crate::ServerOptions) for
+//!   accepted connections, [`Transport::set_tls_shutdown_timeout`] for any one connection.
+//!
+//! # The end of a connection
+//!
+//! As asyncio's `SSLProtocol` (`_start_shutdown`, `_do_flush`, `_do_shutdown`):
+//!
+//! - `close` is a TLS shutdown. From that moment the user's protocol gets no more
+//!   `data_received` (application data still arriving is discarded, as `SSL_shutdown` does);
+//!   the plaintext already written goes out (it is encrypted as it is written), then our
+//!   `close_notify`; then the connection keeps reading until the peer's `close_notify` (or the
+//!   end of its TCP stream) arrives, even if the user had paused reading. Only then is the socket
+//!   closed and the user's `connection_lost(None)` called, once. A peer that never answers is
+//!   given the shutdown timeout, then the connection is aborted and `connection_lost` gets
+//!   asyncio's `TimeoutError` (`Error::Futures(tulipa_futures::Error::Timeout)`). A peer that
+//!   closes its TCP connection without `close_notify` meanwhile ends the shutdown cleanly
+//!   (`connection_lost(None)`, as asyncio); one that resets it ends it with the reset error.
+//!   Unlike asyncio, the closing side's protocol is not told `eof_received` when the peer's
+//!   answer comes: after `close`, `connection_lost` is its only callback, as on plain TCP.
+//! - `close` during the handshake aborts (asyncio does too): there is no session to shut down.
+//! - `abort` sends nothing and closes at once; `connection_lost(None)` follows.
+//! - The peer's `close_notify` (or its TCP end) is reported to the user's `eof_received`, then
+//!   the connection is closed (asyncio's rule for TLS: `eof_received`'s answer is ignored); a
+//!   `close_notify` is answered with ours first. The user may call `close` from
+//!   `eof_received`: the peer has already spoken, so nothing more is waited for.
+//! - [`Server::close_clients`](crate::Server::close_clients) closes TLS connections through this
+//!   layer, so each client gets a `close_notify` (asyncio's closes the socket underneath).
+//! - `write_eof` is not supported over TLS ([`Transport::can_write_eof`] is false). Writing once
+//!   the connection is closing or lost is [`Error::Closed`]. Errors of the TLS session after the
+//!   handshake (a bad record, a fatal alert) reach `connection_lost` as [`Error::Tls`].
+//!
+//! # Flow control
+//!
+//! The socket transport's watermarks reach the user protocol as on plain TCP, and the user's
+//! `pause_reading` stops reading ciphertext; rustls buffers at most one record's worth of
+//! plaintext on each side.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -136,12 +165,20 @@ pub(crate) struct TlsState {
     user: RefCell<Option<Box<dyn Protocol>>>,
     handshake: Future<()>,
     user_made: Cell<bool>,
+    /// `close` was called, or the peer's `close_notify` is being answered.
     closing: Cell<bool>,
+    /// Our `close_notify` is out and the connection reads on for the peer's (asyncio's
+    /// `SHUTDOWN` state); the user's protocol gets no more data.
+    awaiting_peer: Cell<bool>,
+    /// The peer's `close_notify` or the end of its TCP stream arrived.
+    peer_ended: Cell<bool>,
+    /// The handshake timer, then the shutdown timer.
     timer: RefCell<Option<TimerHandle>>,
     info: RefCell<Option<TlsInfo>>,
     /// False for `start_tls`: the protocol already had its `connection_made`.
     call_connection_made: Cell<bool>,
     handshake_timeout: Cell<Duration>,
+    shutdown_timeout: Cell<Duration>,
 }
 
 /// The protocol attached to the socket transport under a TLS connection.
@@ -159,15 +196,35 @@ impl TlsState {
             handshake: Future::new(lp),
             user_made: Cell::new(false),
             closing: Cell::new(false),
+            awaiting_peer: Cell::new(false),
+            peer_ended: Cell::new(false),
             timer: RefCell::new(None),
             info: RefCell::new(None),
             call_connection_made: Cell::new(true),
             handshake_timeout: Cell::new(HANDSHAKE_TIMEOUT),
+            shutdown_timeout: Cell::new(SHUTDOWN_TIMEOUT),
         })
     }
 
     fn sock(&self) -> Option<Transport> {
         self.sock.borrow().clone()
+    }
+
+    /// Which connection, for the logs: the socket's fd and the peer's address.
+    fn who(&self) -> (RawFd, Option<SocketAddr>) {
+        match self.sock.borrow().as_ref() {
+            Some(s) => (s.fd(), s.peer_addr()),
+            None => (-1, None),
+        }
+    }
+
+    pub(crate) fn set_shutdown_timeout(&self, timeout: Duration) {
+        self.shutdown_timeout.set(timeout);
+    }
+
+    /// True once `close` was called or the peer's `close_notify` is being answered.
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing.get()
     }
 
     /// Sends whatever rustls has to send.
@@ -188,15 +245,23 @@ impl TlsState {
         Ok(())
     }
 
+    /// Ends the connection on an error: during the handshake the handshake fails (and the
+    /// connection is aborted); after it, the user's `connection_lost` gets the error (asyncio's
+    /// `_fatal_error`).
     fn fail(self: &Rc<Self>, err: Error) {
         if let Some(t) = self.timer.borrow_mut().take() {
             t.cancel();
         }
+        self.awaiting_peer.set(false);
         if !self.user_made.get() {
             self.fail_handshake(err);
-        }
-        if let Some(s) = self.sock() {
-            s.abort();
+            if let Some(s) = self.sock() {
+                s.abort();
+            }
+        } else if let Some(s) = self.sock() {
+            let (fd, peer) = self.who();
+            tracing::debug!(fd, ?peer, error = %err, "TLS session failed; closing the connection");
+            s.inner.fatal_error(err);
         }
     }
 
@@ -298,24 +363,64 @@ impl TlsState {
         Ok(())
     }
 
+    /// The user's `close`: a TLS shutdown (asyncio's `_start_shutdown`; see the module doc).
     pub(crate) fn close(self: &Rc<Self>) {
         if self.closing.replace(true) {
             return;
         }
+        let Some(sock) = self.sock() else { return };
+        if sock.is_closing() {
+            // Aborted or lost already: there is nobody to say goodbye to.
+            return;
+        }
+        let (fd, peer) = self.who();
+        if !self.user_made.get() {
+            // No session yet: asyncio aborts a connection closed during its handshake.
+            tracing::debug!(fd, ?peer, "TLS close during the handshake: aborting");
+            sock.abort();
+            return;
+        }
+        if self.peer_ended.get() {
+            // The peer ended first (the user closes from `eof_received`): answer, close.
+            tracing::debug!(fd, ?peer, "TLS close after the peer's end: closing");
+            self.send_close_notify_best_effort(&sock);
+            self.close_socket();
+            return;
+        }
+        // Everything written is already ciphertext in the socket's buffer: close_notify goes
+        // after it.
         self.conn.borrow_mut().send_close_notify();
-        let _ = self.flush();
+        if let Err(e) = self.flush() {
+            self.fail(e);
+            return;
+        }
+        self.awaiting_peer.set(true);
+        // The peer's answer must be read even if the user paused reading.
+        sock.resume_reading();
+        self.arm_shutdown_timer();
+        tracing::debug!(
+            fd,
+            ?peer,
+            timeout = ?self.shutdown_timeout.get(),
+            "TLS close: close_notify sent, waiting for the peer's"
+        );
+    }
+
+    /// The peer answered our `close_notify` (or ended its TCP stream, or had ended before):
+    /// the shutdown is complete, the socket closes once its buffer drains (asyncio's
+    /// `_on_shutdown_complete`).
+    fn shutdown_complete(self: &Rc<Self>, how: &'static str) {
+        self.awaiting_peer.set(false);
+        let (fd, peer) = self.who();
+        tracing::debug!(fd, ?peer, how, "TLS shutdown complete; closing the socket");
         self.close_socket();
     }
 
-    /// The peer sent `close_notify`: answer with ours (RFC 8446 §6.1; asyncio does too), then
-    /// close. Best effort: a peer that closed its socket at once may have reset the connection
-    /// already (our TLS 1.3 session tickets reaching its closed socket do that), and failing to
-    /// send the answer must not turn the peer's clean close into an error.
-    fn answer_close_notify(self: &Rc<Self>) {
-        if self.closing.replace(true) {
-            return;
-        }
-        let Some(s) = self.sock() else { return };
+    /// Queues our `close_notify` and tries to send it at once. Best effort: a peer that ended
+    /// the connection may have reset it already (our TLS 1.3 session tickets reaching its
+    /// closed socket do that), and failing to send the answer must not turn the peer's clean
+    /// close into an error.
+    fn send_close_notify_best_effort(&self, s: &Transport) {
         let mut out = Vec::new();
         {
             let mut conn = self.conn.borrow_mut();
@@ -345,22 +450,70 @@ impl TlsState {
         if !out.is_empty() {
             let _ = s.write(&out);
         }
+    }
+
+    /// The peer sent `close_notify`: answer with ours (RFC 8446 §6.1; asyncio does too), then
+    /// close.
+    fn answer_close_notify(self: &Rc<Self>) {
+        if self.closing.replace(true) {
+            return;
+        }
+        let Some(s) = self.sock() else { return };
+        self.send_close_notify_best_effort(&s);
         self.close_socket();
     }
 
     /// Closes the socket once its buffer drains; a peer that never reads gets aborted after
-    /// [`SHUTDOWN_TIMEOUT`].
-    fn close_socket(&self) {
-        if let Some(s) = self.sock() {
-            s.close();
-            let s2 = s.clone();
-            // Kept in `timer` (the handshake is over or abandoned by now) so that
-            // `connection_lost` cancels it and nothing waits 30 s holding this connection.
-            let shutdown = self.lp.call_later(SHUTDOWN_TIMEOUT, move || s2.abort());
-            let old = self.timer.replace(shutdown.ok());
-            if let Some(t) = old {
-                t.cancel();
+    /// the shutdown timeout.
+    fn close_socket(self: &Rc<Self>) {
+        let Some(s) = self.sock() else { return };
+        s.close();
+        // With nothing buffered, `connection_lost` is already on its way. Otherwise the timer
+        // (armed by `close`, or now) bounds the wait; `connection_lost` cancels it, so nothing
+        // waits 30 s holding this connection.
+        if s.get_write_buffer_size() > 0 && self.timer.borrow().is_none() {
+            self.arm_shutdown_timer();
+        }
+    }
+
+    /// Starts the shutdown timeout (asyncio's `_check_shutdown_timeout`).
+    fn arm_shutdown_timer(self: &Rc<Self>) {
+        let weak = Rc::downgrade(self);
+        let limit = self.shutdown_timeout.get();
+        let timer = self.lp.call_later(limit, move || {
+            if let Some(st) = weak.upgrade() {
+                st.shutdown_timed_out(limit);
             }
+        });
+        // The handshake is over (or abandoned) by now: its timer, if any, is done with.
+        if let Some(old) = self.timer.replace(timer.ok()) {
+            old.cancel();
+        }
+    }
+
+    /// The peer neither answered nor drained our data in time: abort, and the user's
+    /// `connection_lost` gets asyncio's `TimeoutError('SSL shutdown timed out')`.
+    fn shutdown_timed_out(&self, limit: Duration) {
+        self.timer.borrow_mut().take();
+        self.awaiting_peer.set(false);
+        let Some(s) = self.sock() else { return };
+        let (fd, peer) = self.who();
+        tracing::debug!(
+            fd,
+            ?peer,
+            timeout = ?limit,
+            "TLS shutdown timed out; aborting the connection"
+        );
+        s.inner
+            .fatal_error(Error::Futures(tulipa_futures::Error::Timeout));
+    }
+
+    /// Tells the user's protocol that the peer ended its side (once: the connection closes
+    /// right after).
+    fn deliver_eof(&self) {
+        if let Some(u) = self.user.borrow_mut().as_mut() {
+            // Its answer is ignored: over TLS the connection closes (asyncio's rule).
+            let _ = u.eof_received();
         }
     }
 
@@ -400,10 +553,15 @@ impl Protocol for TlsProto {
                     return;
                 }
                 if let Err(e) = conn.process_new_packets() {
+                    let what = if conn.is_handshaking() {
+                        "handshake"
+                    } else {
+                        "session"
+                    };
                     drop(conn);
                     // Send the alert rustls queued, then give up.
                     let _ = st.flush();
-                    st.fail(tls_err("handshake", e));
+                    st.fail(tls_err(what, e));
                     return;
                 }
                 if !conn.is_handshaking() {
@@ -433,13 +591,36 @@ impl Protocol for TlsProto {
         if !st.user_made.get() && !st.conn.borrow().is_handshaking() {
             st.handshake_done();
         }
+        if st.awaiting_peer.get() {
+            // After `close` the user gets no more data (asyncio: `SSL_shutdown` discards it).
+            if !plain.is_empty() {
+                let (fd, peer) = st.who();
+                tracing::trace!(
+                    fd,
+                    ?peer,
+                    bytes = plain.len(),
+                    "discarding application data received after close"
+                );
+            }
+            if peer_closed {
+                st.peer_ended.set(true);
+                st.shutdown_complete("the peer answered close_notify");
+            }
+            return;
+        }
         if !plain.is_empty() {
             if let Some(u) = st.user.borrow_mut().as_mut() {
                 u.data_received(&plain);
             }
         }
         if peer_closed {
-            self.eof_received();
+            st.peer_ended.set(true);
+            if st.awaiting_peer.get() {
+                // The user closed from `data_received` above: this close_notify is the answer.
+                st.shutdown_complete("the peer's close_notify came with the last data");
+                return;
+            }
+            st.deliver_eof();
             // Answer the peer's close_notify with ours before closing (RFC 8446 §6.1, and what
             // asyncio does): a peer waiting for it (OpenSSL's `SSL_shutdown`) would otherwise
             // see a truncated stream.
@@ -453,9 +634,22 @@ impl Protocol for TlsProto {
             st.fail(tls_err("handshake", "the peer closed the connection"));
             return false;
         }
-        if let Some(u) = st.user.borrow_mut().as_mut() {
-            // Its answer is ignored: over TLS the connection closes (asyncio's rule).
-            let _ = u.eof_received();
+        st.peer_ended.set(true);
+        if st.awaiting_peer.get() {
+            // asyncio's `_do_shutdown` after `eof_received`: a peer that ends its TCP stream
+            // without answering close_notify still ends the shutdown, cleanly. The socket
+            // transport closes itself on our `false`.
+            let (fd, peer) = st.who();
+            tracing::debug!(
+                fd,
+                ?peer,
+                "the peer closed its TCP stream without answering close_notify"
+            );
+            st.awaiting_peer.set(false);
+            return false;
+        }
+        if !st.closing.get() {
+            st.deliver_eof();
         }
         false
     }
@@ -465,6 +659,7 @@ impl Protocol for TlsProto {
         if let Some(t) = st.timer.borrow_mut().take() {
             t.cancel();
         }
+        st.awaiting_peer.set(false);
         if !st.user_made.get() {
             let err = exc.unwrap_or_else(|| tls_err("handshake", "the connection was lost"));
             st.fail_handshake(err);
@@ -511,6 +706,35 @@ pub fn server_config_with_client_auth(
     Ok(Arc::new(cfg))
 }
 
+impl Transport {
+    /// Sets how long `close` waits for the peer's `close_notify` (and for the socket to drain)
+    /// before aborting the connection: asyncio's `ssl_shutdown_timeout` for this one
+    /// connection (default [`SHUTDOWN_TIMEOUT`], 30 s; accepted connections start with
+    /// [`ServerOptions::tls_shutdown_timeout`](crate::ServerOptions)). Applies to a shutdown
+    /// that starts after the call.
+    ///
+    /// # Errors
+    ///
+    /// An invalid-argument error when `timeout` is zero (asyncio requires a positive number) or
+    /// the transport does not speak TLS.
+    pub fn set_tls_shutdown_timeout(&self, timeout: Duration) -> Result<()> {
+        if timeout.is_zero() {
+            return Err(Error::Futures(tulipa_futures::Error::InvalidArgument(
+                "the TLS shutdown timeout must be positive",
+            )));
+        }
+        match &self.tls {
+            Some(st) => {
+                st.set_shutdown_timeout(timeout);
+                Ok(())
+            }
+            None => Err(Error::Futures(tulipa_futures::Error::InvalidArgument(
+                "not a TLS transport",
+            ))),
+        }
+    }
+}
+
 /// Which side of a TLS session to start with [`start_tls`].
 #[derive(Clone, Debug)]
 pub enum TlsSide {
@@ -551,7 +775,7 @@ pub async fn start_tls(transport: &Transport, side: TlsSide) -> Result<Transport
             config,
             server_name,
         } => client(&lp, config, &server_name, user, HANDSHAKE_TIMEOUT)?.0,
-        TlsSide::Server(config) => server(&lp, config, user, HANDSHAKE_TIMEOUT)?,
+        TlsSide::Server(config) => server(&lp, config, user, HANDSHAKE_TIMEOUT)?.0,
     };
     proto.st.call_connection_made.set(false);
     let st = proto.st.clone();
@@ -583,15 +807,11 @@ pub(crate) fn server(
     config: Arc<ServerConfig>,
     user: Box<dyn Protocol>,
     timeout: Duration,
-) -> Result<TlsProto> {
+) -> Result<(TlsProto, Rc<TlsState>)> {
     let conn = rustls::ServerConnection::new(config).map_err(|e| tls_err("server", e))?;
-    Ok(TlsProto {
-        st: {
-            let st = TlsState::new(lp, rustls::Connection::Server(conn), user);
-            st.handshake_timeout.set(timeout);
-            st
-        },
-    })
+    let st = TlsState::new(lp, rustls::Connection::Server(conn), user);
+    st.handshake_timeout.set(timeout);
+    Ok((TlsProto { st: st.clone() }, st))
 }
 
 /// Waits for the handshake of a client connection; the user's transport on success.
@@ -608,6 +828,8 @@ impl fmt::Debug for TlsState {
         f.debug_struct("TlsState")
             .field("handshake_done", &self.user_made.get())
             .field("closing", &self.closing.get())
+            .field("awaiting_peer", &self.awaiting_peer.get())
+            .field("peer_ended", &self.peer_ended.get())
             .finish()
     }
 }

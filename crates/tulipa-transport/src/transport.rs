@@ -264,7 +264,8 @@ impl Transport {
     /// meanwhile.
     pub fn pause_reading(&self) {
         let t = &self.inner;
-        if t.closing.get() || !t.reading.replace(false) {
+        // A closing TLS connection reads on for the peer's close_notify; the user gets nothing.
+        if self.tls_closing() || t.closing.get() || !t.reading.replace(false) {
             return;
         }
         t.remove_reader();
@@ -275,7 +276,7 @@ impl Transport {
         let t = &self.inner;
         // After EOF there is nothing more to read: a reader would only see EOF again and repeat
         // eof_received.
-        if t.closing.get() || t.eof_seen.get() || t.reading.replace(true) {
+        if self.tls_closing() || t.closing.get() || t.eof_seen.get() || t.reading.replace(true) {
             return;
         }
         t.add_reader();
@@ -283,11 +284,22 @@ impl Transport {
 
     /// True while reading (not paused, not closing).
     pub fn is_reading(&self) -> bool {
-        self.inner.reading.get() && !self.inner.closing.get()
+        self.inner.reading.get() && !self.inner.closing.get() && !self.tls_closing()
+    }
+
+    /// True for a TLS connection whose TLS shutdown has started (it may still read, for the
+    /// peer's `close_notify`, but not for the user).
+    fn tls_closing(&self) -> bool {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            return tls.is_closing();
+        }
+        false
     }
 
     /// Closes the transport: buffered data is still sent, then the protocol's
-    /// `connection_lost(None)` runs (on a later iteration). Idempotent.
+    /// `connection_lost(None)` runs (on a later iteration). Idempotent. Over TLS this is a TLS
+    /// shutdown: `close_notify` is sent and the peer's awaited first (see the `tls` module).
     pub fn close(&self) {
         #[cfg(feature = "tls")]
         if let Some(tls) = &self.tls {
@@ -311,7 +323,7 @@ impl Transport {
 
     /// True once `close` or `abort` was called (or the connection was lost).
     pub fn is_closing(&self) -> bool {
-        self.inner.closing.get()
+        self.inner.closing.get() || self.tls_closing()
     }
 
     /// Sets the write-buffer watermarks (asyncio's rules: `high` defaults to 64 KiB, or 4 × `low`;

@@ -6,10 +6,18 @@
 //! - 16 MiB each way at once, checked byte for byte, both senders obeying flow control.
 //! - `close` sends `close_notify` and `abort` does not: seen by a peer that drives rustls by hand
 //!   over a plain TCP transport, so it can tell a TLS end of stream from a bare TCP one.
+//! - `close` is a TLS shutdown as in asyncio's `sslproto.py`: `connection_lost(None)` comes only
+//!   after the peer's `close_notify` (the hand-driven peer decides when to answer), data the
+//!   peer sends meanwhile is dropped, a paused reader still hears the answer, a TCP close
+//!   without `close_notify` ends the shutdown cleanly and a reset ends it with the reset; a
+//!   protocol that closes from `eof_received` after the peer's `close_notify` waits for nothing.
+//! - `Server::close_clients` sends `close_notify` to TLS clients (a hand-driven rustls client
+//!   sees a clean TLS end), and gives up on a silent one after `ServerOptions::tls_shutdown_timeout`.
 //! - `write_eof` is an error over TLS; writing after `close`, `abort` or the peer's close is
 //!   [`Error::Closed`].
-//! - A peer that never reads cannot hold a closing connection open longer than the shutdown
-//!   timeout (on a virtual-time loop, over a socket pair).
+//! - A peer that never reads, or reads but never answers `close_notify`, cannot hold a closing
+//!   connection open longer than the shutdown timeout, and `connection_lost` then gets
+//!   asyncio's `TimeoutError` (on a virtual-time loop, over a socket pair).
 //! - 30 TLS connect/close cycles leave as many open file descriptors as before.
 //!
 //! Every wait is on a protocol callback (an [`Event`]), bounded so that a broken transport fails
@@ -24,7 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use rustls::{ClientConfig, RootCertStore, ServerConnection};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConnection};
 use tulipa_futures::sync::Event;
 use tulipa_futures::{spawn, Task};
 use tulipa_transport::flow::DEFAULT_HIGH_WATER;
@@ -120,6 +128,8 @@ struct Log {
     flow_sizes: RefCell<Vec<usize>>,
     /// Pause reading in `connection_made`.
     pause_reading_at_start: Cell<bool>,
+    /// Close the transport from `eof_received`.
+    close_on_eof: Cell<bool>,
     /// The protocol was dropped (by the transport, at the end).
     dropped: Cell<bool>,
     changed: Event,
@@ -228,6 +238,9 @@ impl Protocol for Rec {
 
     fn eof_received(&mut self) -> bool {
         self.0.push("eof");
+        if self.0.close_on_eof.get() {
+            self.0.transport().close();
+        }
         false
     }
 
@@ -325,6 +338,24 @@ async fn send_stream(
         let n = CHUNK.min(total - off);
         t.write(&pattern(seed, off..off + n))?;
         off += n;
+    }
+    Ok(())
+}
+
+/// Bytes waiting in the socket's receive queue (`MSG_PEEK`), without taking them.
+fn peek_len(t: &Transport) -> usize {
+    t.with_socket(|s| {
+        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 64 * 1024];
+        s.peek(&mut buf).unwrap_or(0)
+    })
+    .unwrap_or(0)
+}
+
+/// Yields to the loop until `cond` holds (for states no callback reports, such as bytes in a
+/// socket's receive queue); bounded by the caller's [`run`].
+async fn until(cond: impl Fn() -> bool) -> tulipa_futures::Result<()> {
+    while !cond() {
+        tulipa_futures::sleep(Duration::ZERO).await?;
     }
     Ok(())
 }
@@ -441,72 +472,138 @@ fn sixteen_mib_each_way_at_once_arrive_byte_for_byte() {
 
 // ---- the end of a connection -------------------------------------------------------------------
 
-/// A TLS server driven by hand with rustls over a plain TCP transport: it echoes, and at the
-/// end of the TCP stream it asks rustls how the TLS stream ended, which a TLS transport does
-/// not tell its protocol.
-struct RawTlsPeer {
-    conn: ServerConnection,
-    transport: Option<Transport>,
-    log: Rc<Log>,
-    /// `"close_notify"` or `"truncated"` once the TCP stream ended.
-    ending: Rc<RefCell<Option<String>>>,
+/// The rustls end of a peer driven by hand over a plain TCP transport, shared between its
+/// protocol ([`RawTlsPeer`]) and the test, so the test can decide when (and whether) the peer
+/// answers a `close_notify`.
+struct RawTls {
+    conn: RefCell<rustls::Connection>,
+    /// Answer the other side's `close_notify` with ours as soon as it arrives, as a
+    /// well-behaved TLS peer does; when false the test answers (or not) with `close_notify`.
+    answer: bool,
+    /// Echo the plaintext back.
+    echo: bool,
+    /// `"close_notify"` or `"truncated"`: how the TLS stream ended, asked of rustls at the end
+    /// of the TCP stream (a TLS transport does not tell its protocol).
+    ending: RefCell<Option<String>>,
 }
 
-impl RawTlsPeer {
-    fn send_pending(&mut self) {
+impl RawTls {
+    fn new(conn: impl Into<rustls::Connection>, answer: bool, echo: bool) -> Rc<RawTls> {
+        Rc::new(RawTls {
+            conn: RefCell::new(conn.into()),
+            answer,
+            echo,
+            ending: RefCell::new(None),
+        })
+    }
+
+    /// Sends whatever rustls has to send through `t`.
+    fn send_pending(&self, t: &Transport) {
         let mut out = Vec::new();
-        while self.conn.wants_write() {
-            self.conn.write_tls(&mut out).unwrap();
+        {
+            let mut conn = self.conn.borrow_mut();
+            while conn.wants_write() {
+                conn.write_tls(&mut out).unwrap();
+            }
         }
-        if let Some(t) = &self.transport {
+        if !out.is_empty() {
             let _ = t.write(&out);
         }
     }
+
+    /// Sends application data.
+    fn write(&self, t: &Transport, data: &[u8]) {
+        self.conn.borrow_mut().writer().write_all(data).unwrap();
+        self.send_pending(t);
+    }
+
+    /// Sends our `close_notify`.
+    fn close_notify(&self, t: &Transport) {
+        self.conn.borrow_mut().send_close_notify();
+        self.send_pending(t);
+    }
+
+    fn ending(&self) -> Option<String> {
+        self.ending.borrow().clone()
+    }
+}
+
+/// The protocol of a [`RawTls`] peer. Its log records `made`, `data`, `close_notify` (the
+/// other side's arrived), `eof` (the TCP end) and `lost`.
+struct RawTlsPeer {
+    tls: Rc<RawTls>,
+    transport: Option<Transport>,
+    log: Rc<Log>,
 }
 
 impl Protocol for RawTlsPeer {
     fn connection_made(&mut self, t: Transport) {
+        // A client's hello goes out at once; a server has nothing to say yet.
+        self.tls.send_pending(&t);
+        *self.log.transport.borrow_mut() = Some(t.clone());
         self.transport = Some(t);
         self.log.push("made");
     }
 
     fn data_received(&mut self, mut data: &[u8]) {
         let mut plain = Vec::new();
-        while !data.is_empty() {
-            self.conn.read_tls(&mut data).unwrap();
-            self.conn
-                .process_new_packets()
-                .expect("the client speaks TLS");
-            let mut buf = [0u8; 16 * 1024];
-            loop {
-                match self.conn.reader().read(&mut buf) {
-                    Ok(0) => break, // close_notify; reported at the end of the TCP stream
-                    Ok(n) => plain.extend_from_slice(&buf[..n]),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) => panic!("reading plaintext: {e}"),
+        let mut closed = false;
+        {
+            let mut conn = self.tls.conn.borrow_mut();
+            while !data.is_empty() {
+                conn.read_tls(&mut data).unwrap();
+                conn.process_new_packets()
+                    .expect("the other side speaks TLS");
+                let mut buf = [0u8; 16 * 1024];
+                loop {
+                    match conn.reader().read(&mut buf) {
+                        Ok(0) => {
+                            closed = true;
+                            break;
+                        }
+                        Ok(n) => plain.extend_from_slice(&buf[..n]),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => panic!("reading plaintext: {e}"),
+                    }
                 }
             }
         }
+        let t = self.transport.clone().expect("connection_made ran");
         if !plain.is_empty() {
-            self.conn.writer().write_all(&plain).unwrap();
+            if self.tls.echo {
+                self.tls
+                    .conn
+                    .borrow_mut()
+                    .writer()
+                    .write_all(&plain)
+                    .unwrap();
+            }
             self.log.bytes.borrow_mut().extend_from_slice(&plain);
             self.log.received.set(self.log.received.get() + plain.len());
             self.log.push("data");
         }
-        self.send_pending();
+        self.tls.send_pending(&t);
+        if closed && self.log.count("close_notify") == 0 {
+            self.log.push("close_notify");
+            if self.tls.answer {
+                self.tls.close_notify(&t);
+            }
+        }
     }
 
     fn eof_received(&mut self) -> bool {
         // Tell rustls the TCP stream ended, then read: `Ok(0)` after a close_notify,
         // `UnexpectedEof` without one.
-        let _ = self.conn.read_tls(&mut &b""[..]);
-        let _ = self.conn.process_new_packets();
-        let end = match self.conn.reader().read(&mut [0u8; 1]) {
+        let mut conn = self.tls.conn.borrow_mut();
+        let _ = conn.read_tls(&mut &b""[..]);
+        let _ = conn.process_new_packets();
+        let end = match conn.reader().read(&mut [0u8; 1]) {
             Ok(0) => "close_notify".to_string(),
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => "truncated".to_string(),
             other => format!("unexpected: {other:?}"),
         };
-        *self.ending.borrow_mut() = Some(end);
+        drop(conn);
+        *self.tls.ending.borrow_mut() = Some(end);
         self.log.push("eof");
         false
     }
@@ -518,20 +615,25 @@ impl Protocol for RawTlsPeer {
     }
 }
 
-/// Connects a TLS client to a [`RawTlsPeer`], exchanges a line, ends the connection with
-/// `close` (or `abort`) and returns how the peer saw the TLS stream end.
-async fn end_seen_by_raw_peer(abort: bool) -> tulipa_futures::Result<String> {
-    let id = identity();
+/// A plain TCP server whose one connection is a [`RawTls`] TLS server (echoing), answering
+/// `close_notify` by itself when `answer`.
+async fn raw_tls_server(
+    id: &Identity,
+    answer: bool,
+) -> tulipa_transport::Result<(Server, u16, Rc<Log>, Rc<RefCell<Option<Rc<RawTls>>>>)> {
     let cfg = id.server_config();
     let plog = Log::new();
-    let ending = Rc::new(RefCell::new(None));
-    let (pl, en) = (plog.clone(), ending.clone());
+    let slot: Rc<RefCell<Option<Rc<RawTls>>>> = Rc::new(RefCell::new(None));
+    let (pl, sl) = (plog.clone(), slot.clone());
     let server = create_server(
-        move || RawTlsPeer {
-            conn: ServerConnection::new(cfg.clone()).unwrap(),
-            transport: None,
-            log: pl.clone(),
-            ending: en.clone(),
+        move || {
+            let tls = RawTls::new(ServerConnection::new(cfg.clone()).unwrap(), answer, true);
+            *sl.borrow_mut() = Some(tls.clone());
+            RawTlsPeer {
+                tls,
+                transport: None,
+                log: pl.clone(),
+            }
         },
         "127.0.0.1",
         0,
@@ -539,12 +641,30 @@ async fn end_seen_by_raw_peer(abort: bool) -> tulipa_futures::Result<String> {
     )
     .await?;
     let port = server.local_addr().unwrap().port();
-    let (t, clog) = tls_client(&id, port).await?;
+    Ok((server, port, plog, slot))
+}
+
+/// A Tulipa TLS client of a [`raw_tls_server`], after one line went there and back: the echo
+/// comes after the peer's session tickets, so once it is here the client has read everything
+/// (an abort then closes the socket with a FIN, not a reset).
+async fn client_of_raw_peer(
+    id: &Identity,
+    answer: bool,
+) -> tulipa_futures::Result<(Server, Transport, Rc<Log>, Rc<Log>, Rc<RawTls>)> {
+    let (server, port, plog, slot) = raw_tls_server(id, answer).await?;
+    let (t, clog) = tls_client(id, port).await?;
     t.write(b"hello, raw rustls\n")?;
-    // The echo comes after the peer's session tickets: once it is here, the client has read
-    // everything, so an abort closes the socket with a FIN and no reset.
     clog.wait_bytes(18).await?;
     assert_eq!(&*clog.bytes.borrow(), b"hello, raw rustls\n");
+    let tls = slot.borrow().clone().expect("the peer was made");
+    Ok((server, t, clog, plog, tls))
+}
+
+/// Connects a TLS client to a [`RawTlsPeer`] that answers `close_notify`, exchanges a line, ends
+/// the connection with `close` (or `abort`) and returns how the peer saw the TLS stream end.
+async fn end_seen_by_raw_peer(abort: bool) -> tulipa_futures::Result<String> {
+    let id = identity();
+    let (server, t, clog, plog, tls) = client_of_raw_peer(&id, true).await?;
     if abort {
         t.abort();
     } else {
@@ -553,9 +673,16 @@ async fn end_seen_by_raw_peer(abort: bool) -> tulipa_futures::Result<String> {
     clog.wait_lost().await?;
     assert!(clog.error.borrow().is_none(), "{:?}", clog.error.borrow());
     plog.wait_lost().await?;
-    assert_eq!(plog.calls(), ["made", "data", "eof", "lost"]);
+    if abort {
+        assert_eq!(plog.calls(), ["made", "data", "eof", "lost"]);
+    } else {
+        assert_eq!(
+            plog.calls(),
+            ["made", "data", "close_notify", "eof", "lost"]
+        );
+    }
     server.close();
-    let end = ending.borrow_mut().take().expect("the peer saw the end");
+    let end = tls.ending().expect("the peer saw the end");
     Ok(end)
 }
 
@@ -571,6 +698,288 @@ fn close_sends_close_notify_before_the_tcp_end() {
 fn abort_ends_the_tcp_stream_without_close_notify() {
     run(async {
         assert_eq!(end_seen_by_raw_peer(true).await?, "truncated");
+        Ok(())
+    });
+}
+
+#[test]
+fn close_waits_for_the_peers_close_notify_and_delivers_nothing_meanwhile() {
+    run(async {
+        let id = identity();
+        let (server, t, clog, plog, tls) = client_of_raw_peer(&id, false).await?;
+        t.close();
+        assert!(t.is_closing());
+        assert!(
+            !t.is_reading(),
+            "nothing more is read for the user after close"
+        );
+        // Our close_notify reached the peer, which does not answer yet.
+        plog.wait_for("the client's close_notify", |l| {
+            l.count("close_notify") == 1
+        })
+        .await?;
+        assert!(!clog.lost(), "connection_lost before the peer answered");
+        // What the peer sends meanwhile is read (the client reads on for the answer) and
+        // dropped: wait until it has left the client's socket.
+        let peer = plog.transport();
+        tls.write(&peer, b"late data, never delivered");
+        until(|| peek_len(&t) == 0).await?;
+        assert!(!clog.lost(), "connection_lost before the peer answered");
+        assert_eq!(&*clog.bytes.borrow(), b"hello, raw rustls\n");
+
+        tls.close_notify(&peer);
+        clog.wait_lost().await?;
+        assert_eq!(clog.calls(), ["made", "data", "lost"]);
+        assert!(clog.error.borrow().is_none(), "{:?}", clog.error.borrow());
+        assert_eq!(&*clog.bytes.borrow(), b"hello, raw rustls\n");
+        // Only then the client's socket closed: the peer sees the TCP end after a clean TLS end.
+        plog.wait_lost().await?;
+        assert_eq!(
+            plog.calls(),
+            ["made", "data", "close_notify", "eof", "lost"]
+        );
+        assert_eq!(tls.ending().as_deref(), Some("close_notify"));
+        server.close();
+        Ok(())
+    });
+}
+
+#[test]
+fn a_peer_that_closes_tcp_without_answering_ends_the_shutdown_cleanly() {
+    run(async {
+        let id = identity();
+        let (server, t, clog, plog, _tls) = client_of_raw_peer(&id, false).await?;
+        t.close();
+        plog.wait_for("the client's close_notify", |l| {
+            l.count("close_notify") == 1
+        })
+        .await?;
+        assert!(!clog.lost());
+        // A plain TCP close (FIN), no close_notify: asyncio ends the shutdown without error.
+        plog.transport().close();
+        clog.wait_lost().await?;
+        assert_eq!(clog.calls(), ["made", "data", "lost"]);
+        assert!(clog.error.borrow().is_none(), "{:?}", clog.error.borrow());
+        server.close();
+        Ok(())
+    });
+}
+
+#[test]
+fn a_peer_that_resets_during_the_shutdown_ends_it_with_the_reset() {
+    run(async {
+        let id = identity();
+        let (server, t, clog, plog, _tls) = client_of_raw_peer(&id, false).await?;
+        t.close();
+        plog.wait_for("the client's close_notify", |l| {
+            l.count("close_notify") == 1
+        })
+        .await?;
+        assert!(!clog.lost());
+        // SO_LINGER 0: closing the socket sends a reset.
+        let peer = plog.transport();
+        peer.with_socket(|s| s.set_linger(Some(Duration::ZERO)).unwrap());
+        peer.abort();
+        clog.wait_lost().await?;
+        assert_eq!(clog.calls(), ["made", "data", "lost"]);
+        let err = clog
+            .error
+            .borrow()
+            .clone()
+            .expect("the reset reaches connection_lost");
+        assert_eq!(
+            err.io_kind(),
+            Some(io::ErrorKind::ConnectionReset),
+            "{err:?}"
+        );
+        server.close();
+        Ok(())
+    });
+}
+
+#[test]
+fn close_reads_the_peers_answer_even_when_the_user_paused_reading() {
+    run(async {
+        let id = identity();
+        let (server, logs, port) = tls_server(&id, |_| {}).await?;
+        let (t, clog) = tls_client(&id, port).await?;
+        let slog = accepted(&logs, 1).await?;
+        t.pause_reading();
+        assert!(!t.is_reading());
+        t.close();
+        // Pausing or resuming a closing TLS transport changes nothing for the user.
+        t.resume_reading();
+        assert!(!t.is_reading());
+        t.pause_reading();
+        slog.wait_lost().await?;
+        clog.wait_lost().await?;
+        assert_eq!(slog.calls(), ["made", "eof", "lost"]);
+        assert_eq!(clog.calls(), ["made", "lost"]);
+        assert!(
+            clog.error.borrow().is_none(),
+            "the server's answer was read: {:?}",
+            clog.error.borrow()
+        );
+        server.close();
+        Ok(())
+    });
+}
+
+#[test]
+fn closing_from_eof_received_after_the_peers_close_notify_waits_for_nothing() {
+    run(async {
+        let id = identity();
+        let (server, logs, port) = tls_server(&id, |l| l.close_on_eof.set(true)).await?;
+        // The client is rustls by hand: it sends close_notify, then keeps its TCP end open.
+        let (raw, plog, tls) = raw_tls_client(&id, port, false).await?;
+        let slog = accepted(&logs, 1).await?;
+        tls.close_notify(&raw);
+        // The server's protocol closes from eof_received: the client's close_notify is already
+        // there, so the server answers and closes its socket without waiting for anything more
+        // (a wait would end only with the 30 s timeout, as a timeout error).
+        slog.wait_lost().await?;
+        assert_eq!(slog.calls(), ["made", "eof", "lost"]);
+        assert!(slog.error.borrow().is_none(), "{:?}", slog.error.borrow());
+        plog.wait_lost().await?;
+        assert_eq!(plog.calls(), ["made", "close_notify", "eof", "lost"]);
+        assert_eq!(tls.ending().as_deref(), Some("close_notify"));
+        server.close();
+        Ok(())
+    });
+}
+
+/// A client driven by hand with rustls over a plain TCP transport, connected to a Tulipa TLS
+/// server on `port`; it answers `close_notify` when `answer`.
+async fn raw_tls_client(
+    id: &Identity,
+    port: u16,
+    answer: bool,
+) -> tulipa_transport::Result<(Transport, Rc<Log>, Rc<RawTls>)> {
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = RawTls::new(
+        ClientConnection::new(id.client_config(), name).unwrap(),
+        answer,
+        false,
+    );
+    let plog = Log::new();
+    let (tl, pl) = (tls.clone(), plog.clone());
+    let t = create_connection(
+        move || RawTlsPeer {
+            tls: tl,
+            transport: None,
+            log: pl,
+        },
+        "127.0.0.1",
+        port,
+        ConnectOptions::default(),
+    )
+    .await?;
+    Ok((t, plog, tls))
+}
+
+#[test]
+fn close_clients_sends_close_notify_to_tls_clients() {
+    run(async {
+        let id = identity();
+        let (server, logs, port) = tls_server(&id, |_| {}).await?;
+        let (_raw, plog, tls) = raw_tls_client(&id, port, true).await?;
+        let slog = accepted(&logs, 1).await?;
+        server.close();
+        server.close_clients();
+        assert!(slog.transport().is_closing());
+        plog.wait_for("the server's close_notify", |l| {
+            l.count("close_notify") == 1 || l.lost()
+        })
+        .await?;
+        assert_eq!(plog.count("close_notify"), 1, "{:?}", plog.calls());
+        slog.wait_lost().await?;
+        assert_eq!(slog.calls(), ["made", "lost"]);
+        assert!(slog.error.borrow().is_none(), "{:?}", slog.error.borrow());
+        plog.wait_lost().await?;
+        assert_eq!(plog.calls(), ["made", "close_notify", "eof", "lost"]);
+        assert_eq!(
+            tls.ending().as_deref(),
+            Some("close_notify"),
+            "the client sees a clean TLS end, not a truncated stream"
+        );
+        server.wait_closed().await?;
+        Ok(())
+    });
+}
+
+#[test]
+fn close_clients_gives_up_on_a_client_that_never_answers_after_the_servers_shutdown_timeout() {
+    run(async {
+        let id = identity();
+        let limit = Duration::from_millis(200);
+        let logs = Rc::new(RefCell::new(Vec::new()));
+        let l2 = logs.clone();
+        let mut o = id.server_options();
+        o.tls_shutdown_timeout = limit;
+        let server = create_server(
+            move || {
+                let log = Log::new();
+                l2.borrow_mut().push(log.clone());
+                Rec(log)
+            },
+            "127.0.0.1",
+            0,
+            o,
+        )
+        .await?;
+        let port = server.local_addr().unwrap().port();
+        let (raw, plog, _tls) = raw_tls_client(&id, port, false).await?;
+        let slog = accepted(&logs, 1).await?;
+        let start = std::time::Instant::now();
+        server.close_clients();
+        plog.wait_for("the server's close_notify", |l| {
+            l.count("close_notify") == 1 || l.lost()
+        })
+        .await?;
+        assert_eq!(plog.count("close_notify"), 1, "{:?}", plog.calls());
+        slog.wait_lost().await?;
+        assert!(
+            start.elapsed() >= limit,
+            "gave up after {:?}",
+            start.elapsed()
+        );
+        assert_eq!(slog.calls(), ["made", "lost"]);
+        let err = slog.error.borrow().clone().expect("a timeout error");
+        assert!(
+            matches!(&err, Error::Futures(e) if e.is_timeout()),
+            "asyncio's TimeoutError: {err:?}"
+        );
+        // The client sees its TCP stream end without a second word.
+        plog.wait_lost().await?;
+        raw.close();
+        server.close();
+        Ok(())
+    });
+}
+
+#[test]
+fn a_zero_shutdown_timeout_is_refused() {
+    run(async {
+        let id = identity();
+        let mut o = id.server_options();
+        o.tls_shutdown_timeout = Duration::ZERO;
+        let err = create_server(|| Rec(Log::new()), "127.0.0.1", 0, o)
+            .await
+            .expect_err("a zero shutdown timeout");
+        assert!(
+            matches!(
+                &err,
+                Error::Futures(tulipa_futures::Error::InvalidArgument(_))
+            ),
+            "{err:?}"
+        );
+        let (server, _logs, port) = tls_server(&id, |_| {}).await?;
+        let (t, clog) = tls_client(&id, port).await?;
+        assert!(t.set_tls_shutdown_timeout(Duration::ZERO).is_err());
+        t.set_tls_shutdown_timeout(Duration::from_secs(1))?;
+        t.close();
+        clog.wait_lost().await?;
+        server.close();
         Ok(())
     });
 }
@@ -776,8 +1185,80 @@ fn close_gives_up_on_a_peer_that_never_reads_after_the_shutdown_timeout() {
         );
         assert!(waited < tls::SHUTDOWN_TIMEOUT + Duration::from_secs(1));
         assert_eq!(clog.calls(), ["made", "pause_writing", "lost"]);
+        let err = clog.error.borrow().clone().expect("a timeout error");
+        assert!(
+            matches!(&err, Error::Futures(e) if e.is_timeout()),
+            "asyncio's TimeoutError: {err:?}"
+        );
         st.abort();
         slog.wait_lost().await?;
+        Ok(())
+    })
+    .unwrap_or_else(|e| panic!("test body failed: {e}"));
+    lp.close().unwrap();
+}
+
+#[test]
+fn close_gives_up_on_a_peer_that_never_answers_after_the_shutdown_timeout() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let lp = tulipa_loop::EventLoop::new_virtual().unwrap();
+    let lp2 = lp.clone();
+    tulipa_futures::run_until_complete(&lp, async move {
+        let lp = tulipa_futures::rt::EventLoop::running()?;
+        let id = identity();
+        // A rustls server by hand on one end of a socket pair: it reads everything, echoes,
+        // and never answers close_notify.
+        let (a, b) = UnixStream::pair().unwrap();
+        let plog = Log::new();
+        let tls = RawTls::new(
+            ServerConnection::new(id.server_config()).unwrap(),
+            false,
+            true,
+        );
+        let peer = RawTlsPeer {
+            tls: tls.clone(),
+            transport: None,
+            log: plog.clone(),
+        };
+        let (pt, pmade) = Transport::from_socket(&lp, b.into(), Box::new(peer))?;
+        let clog = Log::new();
+        let (ct, cmade) = Transport::from_socket(&lp, a.into(), Box::new(Rec(clog.clone())))?;
+        pmade.await?;
+        cmade.await?;
+        let t = tls::start_tls(
+            &ct,
+            TlsSide::Client {
+                config: id.client_config(),
+                server_name: "localhost".into(),
+            },
+        )
+        .await?;
+        let limit = Duration::from_secs(5);
+        t.set_tls_shutdown_timeout(limit)?;
+        t.write(b"ping")?;
+        clog.wait_bytes(4).await?;
+
+        let start = lp2.time();
+        t.close();
+        plog.wait_for("the client's close_notify", |l| {
+            l.count("close_notify") == 1
+        })
+        .await?;
+        clog.wait_lost().await?;
+        let waited = lp2.time() - start;
+        assert!(waited >= limit, "gave up after {waited:?} of virtual time");
+        assert!(waited < limit + Duration::from_secs(1), "{waited:?}");
+        assert_eq!(clog.calls(), ["made", "data", "lost"]);
+        let err = clog.error.borrow().clone().expect("a timeout error");
+        assert!(
+            matches!(&err, Error::Futures(e) if e.is_timeout()),
+            "asyncio's TimeoutError: {err:?}"
+        );
+        // The aborted client's socket is closed: the peer sees a TLS stream whose
+        // close_notify came, then the TCP end.
+        plog.wait_lost().await?;
+        assert_eq!(tls.ending().as_deref(), Some("close_notify"));
+        drop(pt);
         Ok(())
     })
     .unwrap_or_else(|e| panic!("test body failed: {e}"));

@@ -2,7 +2,8 @@
 //!
 //! - Python's standard `ssl` module (OpenSSL underneath) as a client of a Tulipa TLS server:
 //!   the echo, the version Python negotiated, ALPN chosen by the Tulipa server, SNI as the
-//!   server saw it, and a clean bidirectional `close_notify` shutdown (`SSLSocket.unwrap`);
+//!   server saw it, and a clean bidirectional `close_notify` shutdown (`SSLSocket.unwrap`),
+//!   from either side (`Server::close_clients` sends `close_notify` and waits for Python's);
 //! - a Python `ssl` server for a Tulipa TLS client: certificate verification against the test's
 //!   CA, SNI and ALPN as Python saw them, and how the stream ended for Python after the Tulipa
 //!   client's `close` (clean `close_notify`) or `abort` (a truncated stream);
@@ -33,7 +34,8 @@ use tulipa_futures::sync::Event;
 use tulipa_transport::streams::{start_server, StreamReader, StreamWriter, DEFAULT_LIMIT};
 use tulipa_transport::tls::TlsInfo;
 use tulipa_transport::{
-    create_connection, tls, ConnectOptions, Error, Protocol, Server, ServerOptions, Transport,
+    create_connection, create_server, tls, ConnectOptions, Error, Protocol, Server, ServerOptions,
+    Transport,
 };
 
 /// The bound on a whole test body: a broken peer fails the test instead of hanging it. The
@@ -373,6 +375,75 @@ fn python_ssl_client_refuses_a_tulipa_server_it_does_not_trust() {
             seen.borrow().is_empty(),
             "no connection reached the handler"
         );
+        Ok(())
+    });
+}
+
+/// Connects, sends `ready`, then waits for the server to end the session: `end eof` is a clean
+/// `close_notify` (a bare TCP end raises `SSLEOFError`, `suppress_ragged_eofs=False`); then
+/// answers with its own `close_notify` (`unwrap`), which fails if the server's socket is gone.
+const PY_WAITING_CLIENT: &str = r#"
+import socket, ssl, sys
+port, cafile = int(sys.argv[1]), sys.argv[2]
+ctx = ssl.create_default_context(cafile=cafile)
+raw = socket.create_connection(("127.0.0.1", port), timeout=30)
+s = ctx.wrap_socket(raw, server_hostname="localhost", suppress_ragged_eofs=False)
+s.sendall(b"ready\n")
+try:
+    rest = s.recv(4096)
+    print("end", "eof" if rest == b"" else "data", flush=True)
+except (ssl.SSLError, OSError) as e:
+    print("end", type(e).__name__, e, flush=True)
+    sys.exit(0)
+try:
+    s.unwrap()
+    print("answer sent")
+except (ssl.SSLError, OSError) as e:
+    print("answer", type(e).__name__, e)
+"#;
+
+#[test]
+fn close_clients_ends_a_python_ssl_client_with_close_notify_and_awaits_its_answer() {
+    if !have_python_ssl() {
+        return;
+    }
+    let pki = Pki::new("py-close-clients");
+    let cfg = pki.server_config(&[]);
+    let cafile = pki.ca_pem();
+    run(async move {
+        let proto = Collect::default();
+        let h = proto.handles();
+        let mut o = ServerOptions::default();
+        o.tls = Some(cfg);
+        let server = create_server(move || proto.handles(), "127.0.0.1", 0, o).await?;
+        let port = server.local_addr().unwrap().port();
+        let child = Command::new("python3")
+            .args(["-c", PY_WAITING_CLIENT, &port.to_string()])
+            .arg(&cafile)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting python3");
+        let closed = async {
+            // The line arrives after the handshake: the connection is up on both sides.
+            h.newline.wait().await?;
+            server.close();
+            server.close_clients();
+            // The server's connection ends only on Python's answer: cleanly, not by the timeout.
+            h.lost.wait().await
+        }
+        .await;
+        let out = wait_child(child).await?;
+        closed?;
+        assert!(h.error.borrow().is_none(), "{:?}", h.error.borrow());
+        let r = report(&out);
+        assert_eq!(field(&r, "end"), "eof", "close_clients sends close_notify");
+        assert_eq!(
+            field(&r, "answer"),
+            "sent",
+            "the server was still there for Python's close_notify"
+        );
+        server.wait_closed().await?;
         Ok(())
     });
 }
