@@ -132,3 +132,70 @@ impl Timers {
         self.heap.len()
     }
 }
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handle::{cancel, Kind, Once};
+    use std::panic::Location;
+
+    /// Random schedules, cancellations and advances of the clock against a sorted model: the
+    /// order, the deadlines and the counts must always agree.
+    #[test]
+    fn matches_a_sorted_model() {
+        let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut rand = move |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        for round in 0..200 {
+            let mut timers = Timers::new();
+            // Model: (when, seq, id, cb), live entries only.
+            let mut model: Vec<(u64, u64, usize, Rc<dyn Callback>)> = Vec::new();
+            let mut now = 0u64;
+            let mut seq = 0u64;
+            let spread = [10, 1_000, 1 << 40][round % 3];
+            for _ in 0..400 {
+                match rand(10) {
+                    0..=4 => {
+                        // Mostly future deadlines, some in the past (call_at in the past).
+                        let when = if rand(8) == 0 {
+                            now.saturating_sub(rand(spread))
+                        } else {
+                            now + rand(spread)
+                        };
+                        seq += 1;
+                        let id = seq as usize;
+                        let cb: Rc<dyn Callback> = Once::new(
+                            || {},
+                            Location::caller(),
+                            timers.cancelled.clone(),
+                            Kind::Timer,
+                        );
+                        timers.push(when, cb.clone());
+                        model.push((when, seq, id, cb));
+                    }
+                    5 if !model.is_empty() => {
+                        let i = rand(model.len() as u64) as usize;
+                        let (_, _, _, cb) = model.remove(i);
+                        cancel(&*cb);
+                    }
+                    _ => {
+                        now += rand(spread);
+                        model.sort_by_key(|e| (e.0, e.1));
+                        let expect = model.first().map(|e| e.0);
+                        assert_eq!(timers.next_deadline(), expect);
+                        while let Some(cb) = timers.pop_due(now) {
+                            let (when, _, id, expected) = model.remove(0);
+                            assert!(when <= now, "timer {id} popped early");
+                            assert!(Rc::ptr_eq(&cb, &expected), "timer {id} out of order");
+                        }
+                        assert!(model.first().is_none_or(|e| e.0 > now));
+                        assert_eq!(timers.live(), model.len());
+                    }
+                }
+            }
+        }
+    }
+}
