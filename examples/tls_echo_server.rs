@@ -278,9 +278,10 @@ async fn serve(
     lp.remove_signal_handler(SIGINT)?;
 
     // Stop listening, then close each open connection through its TLS transport: the echoes
-    // still buffered go out, then close_notify, then the socket closes. (`Server::close_clients`
-    // would close the sockets underneath TLS, without close_notify.) Wait until every
-    // connection_lost has run; a connection still in its handshake goes with the loop.
+    // still buffered go out, then close_notify, and the socket closes once the peer answered
+    // (or the shutdown timeout passed). `Server::close_clients` does the same for every client
+    // of the server. Wait until every connection_lost has run; a connection still in its
+    // handshake goes with the loop.
     server.close();
     let open: Vec<Transport> = stats.open.borrow().iter().map(|(_, t)| t.clone()).collect();
     for t in open {

@@ -19,7 +19,7 @@ struct Step {
     action: Action,
 }
 
-const STEPS: [Step; 6] = [
+const STEPS: [Step; 7] = [
     Step {
         name: "fmt",
         action: Action::Cargo(&["fmt", "--all", "--check"], &[]),
@@ -31,6 +31,22 @@ const STEPS: [Step; 6] = [
                 "clippy",
                 "--workspace",
                 "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+            &[],
+        ),
+    },
+    Step {
+        // The transport without its default `tls` feature (no rustls) must build cleanly too.
+        name: "clippy-no-tls",
+        action: Action::Cargo(
+            &[
+                "clippy",
+                "-p",
+                "tulipa-transport",
+                "--no-default-features",
                 "--",
                 "-D",
                 "warnings",

@@ -401,6 +401,8 @@ impl Protocol for StreamProtocol {
 pub struct StreamWriter {
     transport: Transport,
     shared: Rc<Shared>,
+    /// Held for its `Drop` (closing the connection with the last handle); read by `start_tls`.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     owner: Rc<Owner>,
 }
 
