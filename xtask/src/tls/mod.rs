@@ -483,10 +483,10 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     } else {
         "the client accepts exactly the server's certificate, signatures not verified"
     };
+    let shown: String = args.iter().map(|a| format!(" {a}")).collect();
     println!(
-        "Command: cargo xtask bench tls {} (each cell: median of {} runs, a fresh server process \
-         each; {pinning}; {verify}; release build).",
-        args.join(" "),
+        "Command: cargo xtask bench tls{shown} (each cell: median of {} runs, a fresh server \
+         process each; {pinning}; {verify}; release build).",
         o.reps,
     );
     if let Some(s) = cells
