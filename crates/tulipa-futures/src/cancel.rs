@@ -11,7 +11,7 @@
 //! cancellation) instead, exactly as asyncio cancels `_fut_waiter`; the cancellation then arrives
 //! as that future's own result once it has finished cleaning up.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use crate::error::Error;
@@ -19,6 +19,55 @@ use crate::task::TaskOps;
 
 thread_local! {
     static CURRENT: RefCell<Option<Rc<dyn TaskOps>>> = const { RefCell::new(None) };
+    /// How many tasks of this thread hold a cancellation request not yet delivered.
+    static REQUESTS: Cell<usize> = const { Cell::new(0) };
+}
+
+/// A task's "cancellation requested, not yet delivered" flag (asyncio's `_must_cancel`).
+///
+/// The thread counts the flags that are set, so that [`take_cancellation`], which every Tulipa
+/// awaitable calls at the start of every poll, answers "nothing pending" with one thread-local
+/// read instead of a look at the current task. A task's state never leaves its thread (it is
+/// `!Send`), so the flag is set, cleared and dropped on the thread that counts it.
+pub(crate) struct MustCancel(Cell<bool>);
+
+impl MustCancel {
+    pub(crate) fn new() -> Self {
+        MustCancel(Cell::new(false))
+    }
+
+    pub(crate) fn set(&self, value: bool) {
+        if self.0.replace(value) != value {
+            count(value);
+        }
+    }
+
+    /// Sets it to `value`, returning the old value.
+    pub(crate) fn replace(&self, value: bool) -> bool {
+        let old = self.0.get();
+        self.set(value);
+        old
+    }
+}
+
+impl Drop for MustCancel {
+    fn drop(&mut self) {
+        if self.0.get() {
+            count(false);
+        }
+    }
+}
+
+fn count(up: bool) {
+    // `try_with`: a task dropped while the thread's locals are being destroyed has nobody left
+    // to answer.
+    let _ = REQUESTS.try_with(|r| {
+        r.set(if up {
+            r.get() + 1
+        } else {
+            r.get().saturating_sub(1)
+        })
+    });
 }
 
 /// Something a task can be waiting on that can be cancelled on its behalf.
@@ -54,7 +103,16 @@ pub(crate) fn current() -> Option<Rc<dyn TaskOps>> {
 /// return now. Returns `None` outside tasks and when nothing is pending.
 ///
 /// Layers above use this at the start of every awaitable's `poll` (see the module docs).
+#[inline]
 pub fn take_cancellation() -> Option<Error> {
+    if REQUESTS.with(Cell::get) == 0 {
+        return None;
+    }
+    take_slow()
+}
+
+#[inline(never)]
+fn take_slow() -> Option<Error> {
     CURRENT.with(|c| c.borrow().as_ref().and_then(|t| t.take_pending_cancel()))
 }
 

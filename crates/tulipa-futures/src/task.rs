@@ -37,7 +37,7 @@ pub(crate) struct TaskData {
     /// Name and cancel message: rarely set, so kept out of line.
     extra: RefCell<Option<Box<TaskExtra>>>,
     cancels_requested: Cell<u32>,
-    must_cancel: Cell<bool>,
+    must_cancel: cancel::MustCancel,
     waker: Cell<Option<Waker>>,
     waiting_on: Cell<Option<Rc<dyn CancelTarget>>>,
     handle: Cell<Option<async_task::Task<()>>>,
@@ -56,7 +56,7 @@ impl TaskData {
             id: NEXT_TASK.fetch_add(1, Ordering::Relaxed),
             extra: RefCell::new(None),
             cancels_requested: Cell::new(0),
-            must_cancel: Cell::new(false),
+            must_cancel: cancel::MustCancel::new(),
             waker: Cell::new(None),
             waiting_on: Cell::new(None),
             handle: Cell::new(None),

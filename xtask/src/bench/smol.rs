@@ -29,6 +29,7 @@ pub fn run(workload: Workload) -> BenchResult {
         | Workload::Executor
         | Workload::PendingMemory
         | Workload::PipeLocal
+        | Workload::PipeShared
         | Workload::PipeThreads
         | Workload::RendezvousLocal => Err(super::wrong_suite(workload, "bench::smol")),
     }

@@ -71,8 +71,12 @@ pub enum Workload {
     Executor,
     /// 100,000 tasks left pending on never-completed futures: RSS per pending task.
     PendingMemory,
-    /// 1,000,000 `u64`s through a channel of capacity 1024 between two tasks of one loop.
+    /// 1,000,000 `u64`s through a channel of capacity 1024 between two tasks of one loop
+    /// (Tulipa: the local pipe, `message::local_buffered`).
     PipeLocal,
+    /// As `pipe_local`, with Tulipa's thread-crossing pipe (`message::buffered`, behind a lock);
+    /// the peers run the same code as in `pipe_local`.
+    PipeShared,
     /// 1,000,000 `u64`s through a channel of capacity 1024 from a loop on one thread to a loop
     /// on another.
     PipeThreads,
@@ -82,7 +86,7 @@ pub enum Workload {
 
 impl Workload {
     /// Every workload, in report order.
-    pub const ALL: [Workload; 12] = [
+    pub const ALL: [Workload; 13] = [
         Workload::Callbacks,
         Workload::Timers,
         Workload::TimersCancel,
@@ -93,6 +97,7 @@ impl Workload {
         Workload::Executor,
         Workload::PendingMemory,
         Workload::PipeLocal,
+        Workload::PipeShared,
         Workload::PipeThreads,
         Workload::RendezvousLocal,
     ];
@@ -110,6 +115,7 @@ impl Workload {
             Workload::Executor => "executor",
             Workload::PendingMemory => "pending_memory",
             Workload::PipeLocal => "pipe_local",
+            Workload::PipeShared => "pipe_shared",
             Workload::PipeThreads => "pipe_threads",
             Workload::RendezvousLocal => "rendezvous_local",
         }
@@ -127,9 +133,10 @@ impl Workload {
             | Workload::Resolve
             | Workload::Executor
             | Workload::PendingMemory => Suite::Tasks,
-            Workload::PipeLocal | Workload::PipeThreads | Workload::RendezvousLocal => {
-                Suite::Channels
-            }
+            Workload::PipeLocal
+            | Workload::PipeShared
+            | Workload::PipeThreads
+            | Workload::RendezvousLocal => Suite::Channels,
         }
     }
 
@@ -248,6 +255,7 @@ mod tests {
             Suite::Channels.workloads(),
             [
                 Workload::PipeLocal,
+                Workload::PipeShared,
                 Workload::PipeThreads,
                 Workload::RendezvousLocal
             ]

@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --release -p xtask --bin tulipa-micro -- callbacks|timers|timers_cancel|threadsafe_latency
 //! cargo run --release -p xtask --bin tulipa-micro -- spawn|tasks|resolve|executor|pending_memory
-//! cargo run --release -p xtask --bin tulipa-micro -- pipe_local|pipe_threads|rendezvous_local
+//! cargo run --release -p xtask --bin tulipa-micro -- pipe_local|pipe_shared|pipe_threads|rendezvous_local
 //! {"bench":"callbacks","ops_per_s":12345678}
 //! {"bench":"pending_memory","ops_per_s":3456789,"bytes_per_task":321.0}
 //! ```
@@ -15,7 +15,7 @@ use xtask::bench::{self, Runtime, Workload};
 const USAGE: &str =
     "usage: tulipa-micro callbacks|timers|timers_cancel|threadsafe_latency\n       \
                      tulipa-micro spawn|tasks|resolve|executor|pending_memory\n       \
-                     tulipa-micro pipe_local|pipe_threads|rendezvous_local";
+                     tulipa-micro pipe_local|pipe_shared|pipe_threads|rendezvous_local";
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);

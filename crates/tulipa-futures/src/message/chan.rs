@@ -61,11 +61,13 @@ impl Wakes {
         }
     }
 
+    #[inline]
     pub(crate) fn run(self) {
+        // `rest` is only ever filled after `first`.
         if let Some(w) = self.first {
             w.wake();
+            self.rest.into_iter().for_each(Waker::wake);
         }
-        self.rest.into_iter().for_each(Waker::wake);
     }
 }
 
@@ -118,7 +120,11 @@ impl Watchers {
         }
     }
 
+    #[inline]
     pub(crate) fn wake_all(&mut self, wakes: &mut Wakes) {
+        if self.list.is_empty() {
+            return;
+        }
         for (_, w) in self.list.drain(..) {
             wakes.push(w);
         }

@@ -23,6 +23,12 @@
 //! waiting senders and waiting receivers are each served first come, first served. `router`,
 //! `dealer` and `channel` are that pipe under the name that says how it is meant to be used.
 //!
+//! Pipes cross threads (their state is behind a lock). When both ends stay on one loop,
+//! [`local_pipe`] and [`local_buffered`] give the same pipe without the lock ([`LocalSender`],
+//! [`LocalRecver`], both `!Send`), as `Rc` is to `Arc`: about twice the items per second (see
+//! `docs/benchmarks.md`), at the price of `select` and `Pair`, which take the thread-crossing
+//! ends.
+//!
 //! ## Guarantees
 //!
 //! - **Order.** Items are received in the order their sends completed; among waiting tasks,
@@ -83,11 +89,13 @@
 mod chain;
 mod chan;
 mod conveniences;
+mod local;
 mod pipe;
 mod select;
 mod state;
 
 pub use conveniences::{producer, pulse, spawn_later};
+pub use local::{local_buffered, local_pipe, LocalRecver, LocalSender};
 pub use pipe::{Pair, Recver, Sender, TrySendError};
 pub use select::{select, select_send};
 pub use state::State;

@@ -28,18 +28,39 @@ pub(crate) fn new_pipe<T>(cap: usize) -> (Sender<T>, Recver<T>) {
     )
 }
 
+/// Where a pipe's state lives: a `Mutex` for the pipes of this module, which cross threads, a
+/// `RefCell` for the local pipes of [`local`](super::local). The state machine (`Chan`) and the
+/// waits built on it (`SendGuard`, `RecvSlot`) are the same for both.
+pub(crate) trait ChanCell<T> {
+    /// Runs `f` with exclusive access to the state. `f` runs no user code.
+    fn with<R>(&self, f: impl FnOnce(&mut Chan<T>) -> R) -> R;
+}
+
+impl<T> ChanCell<T> for Mutex<Chan<T>> {
+    #[inline]
+    fn with<R>(&self, f: impl FnOnce(&mut Chan<T>) -> R) -> R {
+        f(&mut lock(self))
+    }
+}
+
+impl<T> ChanCell<T> for std::cell::RefCell<Chan<T>> {
+    #[inline]
+    fn with<R>(&self, f: impl FnOnce(&mut Chan<T>) -> R) -> R {
+        // Never re-entered: no user code runs inside (wakers and drops come after).
+        f(&mut self.borrow_mut())
+    }
+}
+
 /// Runs `f` on the locked state, then wakes what it collected and drops what it set aside, in
 /// that order and outside the lock.
-pub(crate) fn with_chan<T, R>(
-    shared: &Mutex<Chan<T>>,
+#[inline]
+pub(crate) fn with_chan<T, R, C: ChanCell<T> + ?Sized>(
+    shared: &C,
     f: impl FnOnce(&mut Chan<T>, &mut Wakes, &mut Vec<T>) -> R,
 ) -> R {
     let mut wakes = Wakes::default();
     let mut drop_later = Vec::new();
-    let r = {
-        let mut ch = lock(shared);
-        f(&mut ch, &mut wakes, &mut drop_later)
-    };
+    let r = shared.with(|ch| f(ch, &mut wakes, &mut drop_later));
     wakes.run();
     drop(drop_later);
     r
@@ -74,6 +95,10 @@ pub struct TrySendError<T> {
 }
 
 impl<T> TrySendError<T> {
+    pub(crate) fn new(item: T, error: Error) -> Self {
+        TrySendError { item, error }
+    }
+
     /// The item that was not sent.
     pub fn into_inner(self) -> T {
         self.item
@@ -146,8 +171,9 @@ impl<T> Sender<T> {
     /// ```
     pub async fn send(&self, item: T) -> Result<()> {
         let mut guard = SendGuard {
-            shared: &self.shared,
+            shared: &*self.shared,
             offer: None,
+            item: std::marker::PhantomData,
         };
         let mut item = Some(item);
         poll_fn(|cx| guard.poll(&mut item, cx)).await
@@ -163,7 +189,7 @@ impl<T> Sender<T> {
     ///
     /// [`TrySendError`] with the item and [`Error::WouldBlock`] or [`Error::Closed`].
     pub fn try_send(&self, item: T) -> std::result::Result<(), TrySendError<T>> {
-        with_chan(&self.shared, |ch, wakes, _| ch.try_send(item, wakes))
+        with_chan(&*self.shared, |ch, wakes, _| ch.try_send(item, wakes))
             .map_err(|(item, error)| TrySendError { item, error })
     }
 
@@ -230,13 +256,14 @@ fn close<T>(shared: &Mutex<Chan<T>>, error: Option<Error>) {
 }
 
 /// A pending send's offer, withdrawn if the send is dropped before it finished.
-struct SendGuard<'a, T> {
-    shared: &'a Mutex<Chan<T>>,
-    offer: Option<u64>,
+pub(crate) struct SendGuard<'a, T, C: ChanCell<T> + ?Sized = Mutex<Chan<T>>> {
+    pub(crate) shared: &'a C,
+    pub(crate) offer: Option<u64>,
+    pub(crate) item: std::marker::PhantomData<fn(T)>,
 }
 
-impl<T> SendGuard<'_, T> {
-    fn poll(&mut self, item: &mut Option<T>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+impl<T, C: ChanCell<T> + ?Sized> SendGuard<'_, T, C> {
+    pub(crate) fn poll(&mut self, item: &mut Option<T>, cx: &mut Context<'_>) -> Poll<Result<()>> {
         let Some(id) = self.offer else {
             if let Some(e) = cancel::take_cancellation() {
                 return Poll::Ready(Err(e));
@@ -283,7 +310,7 @@ impl<T> SendGuard<'_, T> {
     }
 }
 
-impl<T> Drop for SendGuard<'_, T> {
+impl<T, C: ChanCell<T> + ?Sized> Drop for SendGuard<'_, T, C> {
     fn drop(&mut self) {
         if let Some(id) = self.offer.take() {
             let state = with_chan(self.shared, |ch, wakes, _| {
@@ -339,7 +366,7 @@ impl<T> Clone for Sender<T> {
 
 impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
-        with_chan(&self.shared, |ch, wakes, drop_later| {
+        with_chan(&*self.shared, |ch, wakes, drop_later| {
             ch.senders -= 1;
             if ch.senders == 0 {
                 ch.close(None, wakes, drop_later);
@@ -368,12 +395,13 @@ fn debug_chan<T>(name: &str, shared: &Mutex<Chan<T>>, f: &mut fmt::Formatter<'_>
 }
 
 /// A receiver's place in the waiter queue, left however the wait ends (also on drop).
-pub(crate) struct RecvSlot<'a, T> {
-    pub(crate) shared: &'a Mutex<Chan<T>>,
+pub(crate) struct RecvSlot<'a, T, C: ChanCell<T> + ?Sized = Mutex<Chan<T>>> {
+    pub(crate) shared: &'a C,
     pub(crate) id: Option<u64>,
+    pub(crate) item: std::marker::PhantomData<fn() -> T>,
 }
 
-impl<T> RecvSlot<'_, T> {
+impl<T, C: ChanCell<T> + ?Sized> RecvSlot<'_, T, C> {
     /// One attempt; see `Chan::poll_recv`. Does not look at cancellation.
     pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Result<T>> {
         let id = &mut self.id;
@@ -393,7 +421,7 @@ impl<T> RecvSlot<'_, T> {
     }
 }
 
-impl<T> Drop for RecvSlot<'_, T> {
+impl<T, C: ChanCell<T> + ?Sized> Drop for RecvSlot<'_, T, C> {
     fn drop(&mut self) {
         self.leave();
     }
@@ -434,8 +462,9 @@ impl<T> Recver<T> {
     pub async fn recv(&self) -> Result<T> {
         self.withdraw_stream();
         let mut slot = RecvSlot {
-            shared: &self.shared,
+            shared: &*self.shared,
             id: None,
+            item: std::marker::PhantomData,
         };
         poll_fn(|cx| {
             if let Some(e) = cancel::take_cancellation() {
@@ -456,7 +485,7 @@ impl<T> Recver<T> {
     /// when the pipe is closed and drained.
     pub fn try_recv(&self) -> Result<T> {
         self.withdraw_stream();
-        with_chan(&self.shared, |ch, wakes, _| ch.try_recv(wakes))
+        with_chan(&*self.shared, |ch, wakes, _| ch.try_recv(wakes))
     }
 
     /// Closes the pipe; see [`Sender::close`]. The items still buffered can still be received.
@@ -490,7 +519,7 @@ impl<T> Recver<T> {
         let id = self.stream_slot.swap(0, Ordering::AcqRel);
         if id != 0 {
             let mut slot = Some(id);
-            with_chan(&self.shared, |ch, wakes, _| ch.leave(&mut slot, wakes));
+            with_chan(&*self.shared, |ch, wakes, _| ch.leave(&mut slot, wakes));
         }
     }
 }
@@ -514,7 +543,7 @@ impl<T> Stream for Recver<T> {
             0 => None,
             id => Some(id),
         };
-        let r = with_chan(&this.shared, |ch, wakes, _| {
+        let r = with_chan(&*this.shared, |ch, wakes, _| {
             ch.poll_recv(&mut id, cx.waker(), wakes)
         });
         *this.stream_slot.get_mut() = id.unwrap_or(0);
@@ -539,7 +568,7 @@ impl<T> Clone for Recver<T> {
 impl<T> Drop for Recver<T> {
     fn drop(&mut self) {
         let stream = std::mem::replace(self.stream_slot.get_mut(), 0);
-        with_chan(&self.shared, |ch, wakes, drop_later| {
+        with_chan(&*self.shared, |ch, wakes, drop_later| {
             if stream != 0 {
                 ch.leave(&mut Some(stream), wakes);
             }

@@ -74,8 +74,9 @@ pub async fn select<T>(recvers: &[&Recver<T>]) -> Result<(usize, T)> {
     let mut slots: Vec<RecvSlot<'_, T>> = recvers
         .iter()
         .map(|r| RecvSlot {
-            shared: &r.shared,
+            shared: &*r.shared,
             id: None,
+            item: std::marker::PhantomData,
         })
         .collect();
     let mut done: Vec<Option<Error>> = vec![None; n];
@@ -168,7 +169,7 @@ pub async fn select_send<T>(senders: &[&Sender<T>], item: T) -> Result<usize> {
                 )));
             };
             let id = &mut watch.ids[i];
-            let r = with_chan(&senders[i].shared, |ch, wakes, _| {
+            let r = with_chan(&*senders[i].shared, |ch, wakes, _| {
                 match ch.try_send(it, wakes) {
                     Ok(()) => Ok(()),
                     Err((it, e)) => {

@@ -24,7 +24,7 @@ type Outcome<T> = Result<T, Box<dyn Error>>;
 /// When a task fails or `workload` is not of suite `channels`.
 pub fn run(workload: Workload) -> BenchResult {
     match workload {
-        Workload::PipeLocal => local(super::ITEMS, super::CAPACITY),
+        Workload::PipeLocal | Workload::PipeShared => local(super::ITEMS, super::CAPACITY),
         Workload::PipeThreads => threads(super::ITEMS, super::CAPACITY),
         Workload::RendezvousLocal => local(super::RENDEZVOUS_ITEMS, 1),
         _ => Err(crate::bench::wrong_suite(workload, "bench::channels::smol")),

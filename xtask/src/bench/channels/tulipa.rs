@@ -1,6 +1,8 @@
-//! The `channels` workloads on `tulipa-futures`: [`message::buffered`] (capacity 1024) and the
-//! rendezvous [`message::pipe`], each loop run by [`tulipa_futures::run`], the producer a task
-//! spawned with [`spawn`] (one loop) or the main task of another thread's loop (`pipe_threads`).
+//! The `channels` workloads on `tulipa-futures`: between two tasks of one loop the local pipe
+//! ([`message::local_buffered`], capacity 1024, and the rendezvous [`message::local_pipe`]), and
+//! the thread-crossing [`message::buffered`] for `pipe_shared` (the same pipe on one loop) and
+//! `pipe_threads`. Each loop is run by [`tulipa_futures::run`], the producer a task spawned with
+//! [`spawn`] (one loop) or the main task of another thread's loop (`pipe_threads`).
 //!
 //! `tulipa-micro` runs these same functions.
 
@@ -8,7 +10,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Instant;
 
-use tulipa_futures::message::{self, Recver, Sender};
+use tulipa_futures::message::{self, LocalRecver, LocalSender, Recver, Sender};
 use tulipa_futures::spawn;
 
 use super::{check, thread_name};
@@ -22,6 +24,7 @@ use crate::bench::{BenchResult, Sample, Workload};
 pub fn run(workload: Workload) -> BenchResult {
     match workload {
         Workload::PipeLocal => local(super::ITEMS, super::CAPACITY),
+        Workload::PipeShared => shared(super::ITEMS, super::CAPACITY),
         Workload::PipeThreads => threads(super::ITEMS, super::CAPACITY),
         Workload::RendezvousLocal => local(super::RENDEZVOUS_ITEMS, 0),
         _ => Err(crate::bench::wrong_suite(
@@ -57,13 +60,53 @@ async fn consume(rx: &Recver<u64>, n: u64) -> tulipa_futures::Result<u64> {
     Ok(sum)
 }
 
-/// `n` items through `buffered(cap)` (`pipe()` for `cap == 0`) from a spawned producer task to
-/// the main task of one loop.
+/// Sends `0..n` into the local `tx`.
+async fn produce_local(tx: LocalSender<u64>, n: u64) -> tulipa_futures::Result<()> {
+    for i in 0..n {
+        tx.send(i).await?;
+    }
+    Ok(())
+}
+
+/// Receives `n` items from the local `rx`; their sum.
+async fn consume_local(rx: &LocalRecver<u64>, n: u64) -> tulipa_futures::Result<u64> {
+    let mut sum = 0u64;
+    for _ in 0..n {
+        sum = sum.wrapping_add(rx.recv().await?);
+    }
+    Ok(sum)
+}
+
+/// `n` items through the local pipe `local_buffered(cap)` (`local_pipe()` for `cap == 0`) from
+/// a spawned producer task to the main task of one loop.
 ///
 /// # Errors
 ///
 /// When the loop or a task fails, or the sum is wrong.
 pub fn local(n: u64, cap: usize) -> BenchResult {
+    let (elapsed, sum) = tulipa_futures::run(async move {
+        let start = Instant::now();
+        let (tx, rx) = if cap == 0 {
+            message::local_pipe()
+        } else {
+            message::local_buffered(cap)
+        };
+        let producer = spawn(produce_local(tx, n))?;
+        let sum = consume_local(&rx, n).await?;
+        let elapsed = start.elapsed();
+        producer.await?;
+        Ok((elapsed, sum))
+    })?;
+    check("tulipa", sum, n)?;
+    Ok(Sample::new(n, elapsed))
+}
+
+/// As [`local`], through the thread-crossing `buffered(cap)` (`pipe()` for `cap == 0`).
+///
+/// # Errors
+///
+/// When the loop or a task fails, or the sum is wrong.
+pub fn shared(n: u64, cap: usize) -> BenchResult {
     let (elapsed, sum) = tulipa_futures::run(async move {
         let start = Instant::now();
         let (tx, rx) = channel(cap);
@@ -118,6 +161,8 @@ mod tests {
     fn small_runs_complete() {
         assert_eq!(local(5000, 16).unwrap().ops, 5000);
         assert_eq!(local(1000, 0).unwrap().ops, 1000);
+        assert_eq!(shared(5000, 16).unwrap().ops, 5000);
+        assert_eq!(shared(1000, 0).unwrap().ops, 1000);
         assert_eq!(threads(5000, 16).unwrap().ops, 5000);
     }
 }

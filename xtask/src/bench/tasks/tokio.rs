@@ -33,6 +33,7 @@ pub fn run(workload: Workload) -> BenchResult {
         | Workload::TimersCancel
         | Workload::ThreadsafeLatency
         | Workload::PipeLocal
+        | Workload::PipeShared
         | Workload::PipeThreads
         | Workload::RendezvousLocal => {
             Err(crate::bench::wrong_suite(workload, "bench::tasks::tokio"))
