@@ -25,7 +25,7 @@
 //!
 //! Pipes cross threads (their state is behind a lock). When both ends stay on one loop,
 //! [`local_pipe`] and [`local_buffered`] give the same pipe without the lock ([`LocalSender`],
-//! [`LocalRecver`], both `!Send`), as `Rc` is to `Arc`: about twice the items per second (see
+//! [`LocalRecver`], both `!Send`), as `Rc` is to `Arc`: about a third more items per second (see
 //! `docs/benchmarks.md`), at the price of `select` and `Pair`, which take the thread-crossing
 //! ends.
 //!
