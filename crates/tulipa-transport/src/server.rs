@@ -373,6 +373,42 @@ fn add_client(st: &State, client: Client) {
     }
 }
 
+/// Accepts a connection, and says whether the socket is non-blocking already: where
+/// `accept4` exists it is called with `SOCK_NONBLOCK | SOCK_CLOEXEC` (so the transport need not
+/// set the flag with two `fcntl`s); elsewhere socket2's `accept` sets close-on-exec and the
+/// transport makes the socket non-blocking.
+fn accept_nonblocking(listener: &Socket) -> io::Result<(Socket, SockAddr, bool)> {
+    #[cfg(any(
+        target_os = "android",
+        target_os = "dragonfly",
+        target_os = "freebsd",
+        target_os = "fuchsia",
+        target_os = "illumos",
+        target_os = "linux",
+        target_os = "netbsd",
+        target_os = "openbsd",
+    ))]
+    {
+        let flags = std::ffi::c_int::from(Type::from(0).nonblocking().cloexec());
+        listener
+            .accept4(flags)
+            .map(|(sock, peer)| (sock, peer, true))
+    }
+    #[cfg(not(any(
+        target_os = "android",
+        target_os = "dragonfly",
+        target_os = "freebsd",
+        target_os = "fuchsia",
+        target_os = "illumos",
+        target_os = "linux",
+        target_os = "netbsd",
+        target_os = "openbsd",
+    )))]
+    {
+        listener.accept().map(|(sock, peer)| (sock, peer, false))
+    }
+}
+
 /// Accepts up to `backlog` connections per readiness, as asyncio does.
 fn accept_ready(st: &Rc<State>, fd: std::os::fd::RawFd) {
     for _ in 0..st.backlog {
@@ -381,10 +417,10 @@ fn accept_ready(st: &Rc<State>, fd: std::os::fd::RawFd) {
             let Some(listener) = sockets.iter().find(|s| s.as_raw_fd() == fd) else {
                 return;
             };
-            listener.accept()
+            accept_nonblocking(listener)
         };
         match accepted {
-            Ok((sock, _peer)) => {
+            Ok((sock, peer, nonblocking)) => {
                 let protocol = st.factory.make();
                 #[cfg(feature = "tls")]
                 let (protocol, tls): (Box<dyn crate::protocol::Protocol>, _) = match st
@@ -406,7 +442,7 @@ fn accept_ready(st: &Rc<State>, fd: std::os::fd::RawFd) {
                     }
                     None => (protocol, None),
                 };
-                match Transport::from_socket(&st.lp, sock, protocol) {
+                match Transport::from_accepted(&st.lp, sock, peer, nonblocking, protocol) {
                     Ok((t, _made)) => add_client(
                         st,
                         Client {

@@ -51,7 +51,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Write};
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::path::Path;
@@ -74,8 +74,23 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 /// asyncio's default shutdown timeout.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Plaintext read from rustls per step.
-const PLAIN_CHUNK: usize = 16 * 1024;
+thread_local! {
+    /// The plaintext of one `data_received` of the socket transport, gathered from rustls for the
+    /// user's protocol: one buffer for the thread's TLS connections, taken out while in use, so
+    /// it keeps its capacity from one read to the next and costs idle connections nothing.
+    static PLAIN: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Hands every record rustls has ready to `w` (the socket, see `Inner::write_with`), which takes
+/// all of them.
+fn send_records(conn: &mut rustls::Connection, w: &mut dyn Write) -> Result<()> {
+    while conn.wants_write() {
+        if conn.write_tls(w).map_err(|e| Error::io("TLS write", e))? == 0 {
+            break;
+        }
+    }
+    Ok(())
+}
 
 fn tls_err(context: &str, e: impl fmt::Display) -> Error {
     Error::Tls {
@@ -227,22 +242,15 @@ impl TlsState {
         self.closing.get()
     }
 
-    /// Sends whatever rustls has to send.
+    /// Sends whatever rustls has to send: straight into the socket, and what it does not take
+    /// into the socket transport's buffer.
     fn flush(&self) -> Result<()> {
-        let mut out = Vec::new();
-        {
-            let mut conn = self.conn.borrow_mut();
-            while conn.wants_write() {
-                conn.write_tls(&mut out)
-                    .map_err(|e| Error::io("TLS write", e))?;
-            }
+        if !self.conn.borrow().wants_write() {
+            return Ok(());
         }
-        if !out.is_empty() {
-            if let Some(s) = self.sock() {
-                s.write(&out)?;
-            }
-        }
-        Ok(())
+        let Some(s) = self.sock() else { return Ok(()) };
+        s.inner
+            .write_with(false, |w| send_records(&mut self.conn.borrow_mut(), w))
     }
 
     /// Ends the connection on an error: during the handshake the handshake fails (and the
@@ -331,10 +339,11 @@ impl TlsState {
         if self.closing.get() || sock.is_closing() {
             return Err(Error::Closed);
         }
-        // rustls takes a bounded amount of plaintext at a time: encrypt as we go, so a large write
-        // becomes ciphertext in the socket transport's buffer (flow-controlled as on plain TCP).
-        let mut out = Vec::new();
-        {
+        // rustls takes up to 64 KiB of plaintext at a time (its buffer limit) and encrypts it as
+        // it takes it: each time it is full, its records go out with one vectored send, straight
+        // into the socket while the socket transport's buffer is empty, and what the socket does
+        // not take goes into that buffer (flow-controlled as on plain TCP).
+        sock.inner.write_with(false, |w| {
             let mut conn = self.conn.borrow_mut();
             for p in parts {
                 let mut rest: &[u8] = p;
@@ -344,23 +353,19 @@ impl TlsState {
                         .write(rest)
                         .map_err(|e| Error::io("TLS write", e))?;
                     rest = &rest[n..];
-                    while conn.wants_write() {
-                        conn.write_tls(&mut out)
-                            .map_err(|e| Error::io("TLS write", e))?;
-                    }
-                    if n == 0 && !rest.is_empty() {
-                        return Err(Error::io(
-                            "TLS write",
-                            io::Error::from(io::ErrorKind::WriteZero),
-                        ));
+                    if n == 0 {
+                        if !conn.wants_write() {
+                            return Err(Error::io(
+                                "TLS write",
+                                io::Error::from(io::ErrorKind::WriteZero),
+                            ));
+                        }
+                        send_records(&mut conn, w)?;
                     }
                 }
             }
-        }
-        if !out.is_empty() {
-            sock.write(&out)?;
-        }
-        Ok(())
+            send_records(&mut conn, w)
+        })
     }
 
     /// The user's `close`: a TLS shutdown (asyncio's `_start_shutdown`; see the module doc).
@@ -421,35 +426,16 @@ impl TlsState {
     /// closed socket do that), and failing to send the answer must not turn the peer's clean
     /// close into an error.
     fn send_close_notify_best_effort(&self, s: &Transport) {
-        let mut out = Vec::new();
-        {
+        self.conn.borrow_mut().send_close_notify();
+        let _ = s.inner.write_with(true, |w| {
             let mut conn = self.conn.borrow_mut();
-            conn.send_close_notify();
             while conn.wants_write() {
-                if conn.write_tls(&mut out).is_err() {
+                if !matches!(conn.write_tls(w), Ok(n) if n > 0) {
                     break;
                 }
             }
-        }
-        if s.get_write_buffer_size() == 0 {
-            // Nothing queued before it: send directly, and drop it if the peer is gone.
-            let sent = match s.with_socket(|so| so.send_with_flags(&out, crate::sys::SEND_FLAGS)) {
-                Some(Ok(n)) => n,
-                Some(Err(e))
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                    ) =>
-                {
-                    0
-                }
-                _ => out.len(),
-            };
-            out.drain(..sent);
-        }
-        if !out.is_empty() {
-            let _ = s.write(&out);
-        }
+            Ok(())
+        });
     }
 
     /// The peer sent `close_notify`: answer with ours (RFC 8446 §6.1; asyncio does too), then
@@ -517,6 +503,54 @@ impl TlsState {
         }
     }
 
+    /// After the socket transport's bytes went through rustls: sends what rustls has to send
+    /// (handshake messages, alerts, key updates), finishes the handshake, then hands `plain` to
+    /// the user's protocol and reacts to the peer's `close_notify`.
+    fn received(self: &Rc<Self>, plain: &[u8], peer_closed: bool) {
+        if let Err(e) = self.flush() {
+            self.fail(e);
+            return;
+        }
+        if !self.user_made.get() && !self.conn.borrow().is_handshaking() {
+            self.handshake_done();
+        }
+        if self.awaiting_peer.get() {
+            // After `close` the user gets no more data (asyncio: `SSL_shutdown` discards it).
+            if !plain.is_empty() {
+                let (fd, peer) = self.who();
+                tracing::trace!(
+                    fd,
+                    ?peer,
+                    bytes = plain.len(),
+                    "discarding application data received after close"
+                );
+            }
+            if peer_closed {
+                self.peer_ended.set(true);
+                self.shutdown_complete("the peer answered close_notify");
+            }
+            return;
+        }
+        if !plain.is_empty() {
+            if let Some(u) = self.user.borrow_mut().as_mut() {
+                u.data_received(plain);
+            }
+        }
+        if peer_closed {
+            self.peer_ended.set(true);
+            if self.awaiting_peer.get() {
+                // The user closed from `data_received` above: this close_notify is the answer.
+                self.shutdown_complete("the peer's close_notify came with the last data");
+                return;
+            }
+            self.deliver_eof();
+            // Answer the peer's close_notify with ours before closing (RFC 8446 §6.1, and what
+            // asyncio does): a peer waiting for it (OpenSSL's `SSL_shutdown`) would otherwise
+            // see a truncated stream.
+            self.answer_close_notify();
+        }
+    }
+
     pub(crate) fn info(&self) -> Option<TlsInfo> {
         self.info.borrow().clone()
     }
@@ -542,7 +576,10 @@ impl Protocol for TlsProto {
 
     fn data_received(&mut self, mut data: &[u8]) {
         let st = self.st.clone();
-        let mut plain = Vec::new();
+        // The thread's plaintext buffer, taken out for this call (a nested call, were there one,
+        // would get an empty one).
+        let mut plain = PLAIN.with(|p| std::mem::take(&mut *p.borrow_mut()));
+        plain.clear();
         let mut peer_closed = false;
         {
             let mut conn = st.conn.borrow_mut();
@@ -565,14 +602,19 @@ impl Protocol for TlsProto {
                     return;
                 }
                 if !conn.is_handshaking() {
-                    let mut buf = [0u8; PLAIN_CHUNK];
+                    // rustls's records, copied once, straight from its buffers.
+                    let mut reader = conn.reader();
                     loop {
-                        match conn.reader().read(&mut buf) {
-                            Ok(0) => {
+                        match reader.fill_buf() {
+                            Ok([]) => {
                                 peer_closed = true;
                                 break;
                             }
-                            Ok(n) => plain.extend_from_slice(&buf[..n]),
+                            Ok(chunk) => {
+                                let n = chunk.len();
+                                plain.extend_from_slice(chunk);
+                                reader.consume(n);
+                            }
                             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                             Err(e) => {
                                 drop(conn);
@@ -584,48 +626,14 @@ impl Protocol for TlsProto {
                 }
             }
         }
-        if let Err(e) = st.flush() {
-            st.fail(e);
-            return;
-        }
-        if !st.user_made.get() && !st.conn.borrow().is_handshaking() {
-            st.handshake_done();
-        }
-        if st.awaiting_peer.get() {
-            // After `close` the user gets no more data (asyncio: `SSL_shutdown` discards it).
-            if !plain.is_empty() {
-                let (fd, peer) = st.who();
-                tracing::trace!(
-                    fd,
-                    ?peer,
-                    bytes = plain.len(),
-                    "discarding application data received after close"
-                );
+        st.received(&plain, peer_closed);
+        plain.clear();
+        PLAIN.with(|p| {
+            let mut p = p.borrow_mut();
+            if p.capacity() < plain.capacity() {
+                *p = plain;
             }
-            if peer_closed {
-                st.peer_ended.set(true);
-                st.shutdown_complete("the peer answered close_notify");
-            }
-            return;
-        }
-        if !plain.is_empty() {
-            if let Some(u) = st.user.borrow_mut().as_mut() {
-                u.data_received(&plain);
-            }
-        }
-        if peer_closed {
-            st.peer_ended.set(true);
-            if st.awaiting_peer.get() {
-                // The user closed from `data_received` above: this close_notify is the answer.
-                st.shutdown_complete("the peer's close_notify came with the last data");
-                return;
-            }
-            st.deliver_eof();
-            // Answer the peer's close_notify with ours before closing (RFC 8446 §6.1, and what
-            // asyncio does): a peer waiting for it (OpenSSL's `SSL_shutdown`) would otherwise
-            // see a truncated stream.
-            st.answer_close_notify();
-        }
+        });
     }
 
     fn eof_received(&mut self) -> bool {

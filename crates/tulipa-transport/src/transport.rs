@@ -6,9 +6,10 @@
 //! `data_received`. Writing: `write` tries the socket at once when nothing is buffered and only
 //! buffers (and registers for writability) what the socket did not take; the registration stays
 //! until the buffer is empty. So a busy connection costs one `recv` and one `send` per message and
-//! no other syscall.
+//! no other syscall. The addresses are read once each, when first asked for (an accepted
+//! connection knows its peer from `accept`).
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::fmt;
 use std::io::{self, IoSlice, Read};
 use std::net::SocketAddr;
@@ -72,8 +73,10 @@ pub(crate) struct Inner {
     writer_on: Cell<bool>,
     buf: RefCell<WriteBuf>,
     flow: Flow,
-    peer: Option<SockAddr>,
-    local: Option<SockAddr>,
+    /// The peer's address: from `accept`, or read on first request.
+    peer: OnceCell<Option<SockAddr>>,
+    /// The local address: read on first request (or to tell TCP from Unix sockets).
+    local: OnceCell<Option<SockAddr>>,
     is_tcp: bool,
 }
 
@@ -108,7 +111,51 @@ impl Transport {
     ) -> Result<(Transport, Future<()>)> {
         sock.set_nonblocking(true)
             .map_err(|e| Error::io("set_nonblocking", e))?;
-        let is_tcp = sock.local_addr().ok().and_then(|a| a.as_socket()).is_some();
+        let local = sock.local_addr().ok();
+        let is_tcp = local.as_ref().and_then(SockAddr::as_socket).is_some();
+        Self::attach(
+            lp,
+            sock,
+            protocol,
+            is_tcp,
+            OnceCell::new(),
+            OnceCell::from(local),
+        )
+    }
+
+    /// Wraps a socket just accepted, with the peer address `accept` returned: no syscall to read
+    /// addresses (the local one is read if asked for). `nonblocking` says `accept4` already made
+    /// it non-blocking.
+    pub(crate) fn from_accepted(
+        lp: &EventLoop,
+        sock: Socket,
+        peer: SockAddr,
+        nonblocking: bool,
+        protocol: Box<dyn Protocol>,
+    ) -> Result<(Transport, Future<()>)> {
+        if !nonblocking {
+            sock.set_nonblocking(true)
+                .map_err(|e| Error::io("set_nonblocking", e))?;
+        }
+        let is_tcp = peer.as_socket().is_some();
+        Self::attach(
+            lp,
+            sock,
+            protocol,
+            is_tcp,
+            OnceCell::from(Some(peer)),
+            OnceCell::new(),
+        )
+    }
+
+    fn attach(
+        lp: &EventLoop,
+        sock: Socket,
+        protocol: Box<dyn Protocol>,
+        is_tcp: bool,
+        peer: OnceCell<Option<SockAddr>>,
+        local: OnceCell<Option<SockAddr>>,
+    ) -> Result<(Transport, Future<()>)> {
         if is_tcp {
             // Not fatal: some sockets (socketpairs passed as TCP) refuse it.
             let _ = sock.set_tcp_nodelay(true);
@@ -116,8 +163,8 @@ impl Transport {
         let inner = Rc::new(Inner {
             lp: lp.clone(),
             fd: sock.as_raw_fd(),
-            peer: sock.peer_addr().ok(),
-            local: sock.local_addr().ok(),
+            peer,
+            local,
             sock: RefCell::new(Some(sock)),
             protocol: RefCell::new(Some(protocol)),
             closing: Cell::new(false),
@@ -348,24 +395,33 @@ impl Transport {
         self.inner.buf.borrow().len()
     }
 
-    /// The peer's address (asyncio's `get_extra_info('peername')`).
+    /// The peer's address (asyncio's `get_extra_info('peername')`). Read from the socket on the
+    /// first request (an accepted connection has it from `accept`), then kept; `None` if first
+    /// asked once the connection is lost.
     pub fn peername(&self) -> Option<&SockAddr> {
-        self.inner.peer.as_ref()
+        let t = &self.inner;
+        t.peer
+            .get_or_init(|| t.sock.borrow().as_ref()?.peer_addr().ok())
+            .as_ref()
     }
 
-    /// The local address (`get_extra_info('sockname')`).
+    /// The local address (`get_extra_info('sockname')`); read once, as
+    /// [`peername`](Transport::peername).
     pub fn sockname(&self) -> Option<&SockAddr> {
-        self.inner.local.as_ref()
+        let t = &self.inner;
+        t.local
+            .get_or_init(|| t.sock.borrow().as_ref()?.local_addr().ok())
+            .as_ref()
     }
 
     /// The peer's IP address and port, for TCP.
     pub fn peer_addr(&self) -> Option<SocketAddr> {
-        self.inner.peer.as_ref().and_then(SockAddr::as_socket)
+        self.peername().and_then(SockAddr::as_socket)
     }
 
     /// The local IP address and port, for TCP.
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.inner.local.as_ref().and_then(SockAddr::as_socket)
+        self.sockname().and_then(SockAddr::as_socket)
     }
 
     /// The raw fd of the socket (`get_extra_info('socket')`); valid until the connection is lost.
@@ -391,7 +447,126 @@ fn retry(e: &io::Error) -> bool {
     )
 }
 
+/// What a producer of bytes in pieces (rustls's `write_tls`, which hands over its records with
+/// one `write_vectored`) writes to through [`Inner::write_with`]: the socket itself while nothing
+/// is buffered, the transport's write buffer for whatever the socket does not take (and for
+/// everything after that), so the bytes keep their order and are copied once at most. It takes
+/// every byte it is given.
+#[cfg(feature = "tls")]
+struct Sink<'a> {
+    inner: &'a Inner,
+    /// Drop the bytes instead of failing the connection when the socket refuses them.
+    best_effort: bool,
+    /// Something went into the buffer: the writer must be registered, flow control updated.
+    buffered: bool,
+    /// The socket's error: the connection is lost with it (or, for a best effort, the bytes from
+    /// then on are dropped).
+    failed: Option<io::Error>,
+}
+
+#[cfg(feature = "tls")]
+impl io::Write for Sink<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.write_vectored(&[IoSlice::new(data)])
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if total == 0 {
+            return Ok(0);
+        }
+        if self.failed.is_some() {
+            // A best-effort write whose socket failed: the rest goes the same way.
+            return Ok(total);
+        }
+        let mut sent = 0;
+        if !self.buffered && self.inner.buf.borrow().len() == 0 {
+            let r = match self.inner.sock.borrow().as_ref() {
+                Some(s) => s.send_vectored_with_flags(bufs, SEND_FLAGS),
+                None => Err(io::Error::from(io::ErrorKind::NotConnected)),
+            };
+            match r {
+                Ok(n) => sent = n,
+                Err(e) if retry(&e) => {}
+                Err(e) => {
+                    let kind = e.kind();
+                    self.failed = Some(e);
+                    if self.best_effort {
+                        return Ok(total);
+                    }
+                    return Err(kind.into());
+                }
+            }
+            if sent >= total {
+                return Ok(total);
+            }
+        }
+        let mut buf = self.inner.buf.borrow_mut();
+        let mut skip = sent;
+        for b in bufs {
+            if skip >= b.len() {
+                skip -= b.len();
+                continue;
+            }
+            buf.data.extend_from_slice(&b[skip..]);
+            skip = 0;
+        }
+        self.buffered = true;
+        Ok(total)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 impl Inner {
+    /// Lets `produce` write through this transport without a buffer of its own (see `Sink`):
+    /// the TLS layer hands rustls's records over this way, so they go into the socket with one
+    /// vectored `send` and only what the socket leaves is copied into the write buffer. Flow
+    /// control is updated (which may call the protocol) after `produce` has returned.
+    ///
+    /// With `best_effort`, a socket error drops the bytes instead of failing the connection.
+    ///
+    /// # Errors
+    ///
+    /// As [`Transport::write`]; or `produce`'s own.
+    #[cfg(feature = "tls")]
+    pub(crate) fn write_with(
+        self: &Rc<Self>,
+        best_effort: bool,
+        produce: impl FnOnce(&mut dyn io::Write) -> Result<()>,
+    ) -> Result<()> {
+        if self.eof_requested.get() {
+            return Err(Error::WriteAfterEof);
+        }
+        if self.closing.get() || self.lost.get() || self.sock.borrow().is_none() {
+            return Err(Error::Closed);
+        }
+        let mut sink = Sink {
+            inner: self,
+            best_effort,
+            buffered: false,
+            failed: None,
+        };
+        let r = produce(&mut sink);
+        let Sink {
+            buffered, failed, ..
+        } = sink;
+        if let Some(e) = failed {
+            if !best_effort {
+                let err = Error::io("send", e);
+                self.fatal_error(err.clone());
+                return Err(err);
+            }
+        }
+        if buffered {
+            self.add_writer();
+            self.flow_changed();
+        }
+        r
+    }
+
     fn add_reader(self: &Rc<Self>) {
         if self.reader_on.replace(true) {
             return;

@@ -349,3 +349,55 @@ fn each_accepted_connection_gets_a_fresh_protocol() {
         Ok(())
     });
 }
+
+/// The status flags of `fd` as `/proc/self/fdinfo` shows them (octal `flags:` line).
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+fn fd_status_flags(fd: std::os::fd::RawFd) -> u32 {
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap();
+    let line = info
+        .lines()
+        .find_map(|l| l.strip_prefix("flags:"))
+        .expect("a flags line");
+    u32::from_str_radix(line.trim(), 8).unwrap()
+}
+
+#[test]
+fn accepted_connections_are_non_blocking_close_on_exec_and_know_both_addresses() {
+    run(async {
+        let p = pair(|r| r, |r| r).await?;
+        let a = p.accepted();
+        // accept4 made it non-blocking and close-on-exec in one call (no fcntl afterwards).
+        assert_eq!(a.with_socket(|s| s.nonblocking().unwrap()), Some(true));
+        #[cfg(all(
+            target_os = "linux",
+            any(target_arch = "x86_64", target_arch = "aarch64")
+        ))]
+        {
+            const O_NONBLOCK: u32 = 0o4000;
+            const O_CLOEXEC: u32 = 0o2000000;
+            let flags = fd_status_flags(a.fd());
+            assert_ne!(flags & O_NONBLOCK, 0, "O_NONBLOCK in {flags:o}");
+            assert_ne!(flags & O_CLOEXEC, 0, "O_CLOEXEC in {flags:o}");
+        }
+        assert_eq!(a.with_socket(|s| s.tcp_nodelay().unwrap()), Some(true));
+        // The peer's address comes from accept; the local one is read on request, once.
+        assert_eq!(a.peer_addr(), p.client.local_addr());
+        assert_eq!(a.local_addr(), p.server.local_addr());
+        assert_eq!(
+            a.sockname().and_then(|s| s.as_socket()),
+            p.server.local_addr()
+        );
+        assert!(format!("{a:?}").contains("127.0.0.1"));
+        // Addresses read while the connection was open stay known after it is lost.
+        p.client.close();
+        p.slog.wait_lost().await?;
+        assert!(a.with_socket(|_| ()).is_none(), "socket released");
+        assert_eq!(a.peer_addr(), p.client.local_addr());
+        assert_eq!(a.local_addr(), p.server.local_addr());
+        p.server.close();
+        Ok(())
+    });
+}

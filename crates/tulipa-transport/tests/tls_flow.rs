@@ -38,8 +38,8 @@ use tulipa_futures::{spawn, Task};
 use tulipa_transport::flow::DEFAULT_HIGH_WATER;
 use tulipa_transport::tls::{self, TlsSide};
 use tulipa_transport::{
-    create_connection, create_server, ConnectOptions, Error, Protocol, Server, ServerOptions,
-    Transport,
+    create_connection, create_server, Buffered, BufferedProtocol, ConnectOptions, Error, Protocol,
+    Server, ServerOptions, Transport,
 };
 
 /// Held by each test for its whole run: one test counts the process's open fds.
@@ -368,6 +368,123 @@ where
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     tulipa_futures::run(async move { tulipa_futures::timeout(BOUND, body).await })
         .unwrap_or_else(|e| panic!("test body failed: {e}"));
+}
+
+// ---- writing and reading -----------------------------------------------------------------------
+
+#[test]
+fn tls_writes_go_straight_into_the_socket_and_keep_their_order() {
+    run(async {
+        let id = identity();
+        let (server, logs, port) = tls_server(&id, |l| l.expect.set(Some(4))).await?;
+        let (t, clog) = tls_client(&id, port).await?;
+        let slog = accepted(&logs, 1).await?;
+
+        // Nothing buffered and a socket with room: the records go straight into it.
+        t.write(&pattern(4, 0..100))?;
+        assert_eq!(t.get_write_buffer_size(), 0);
+        t.writelines(&[&pattern(4, 100..5_000), b"", &pattern(4, 5_000..6_000)])?;
+        assert_eq!(t.get_write_buffer_size(), 0);
+        slog.wait_bytes(6_000).await?;
+
+        // More than rustls takes at once (64 KiB) and more than the socket may take: what it
+        // leaves is buffered, and what comes after queues behind it.
+        let mut end = 6_000;
+        for round in 0..4 {
+            let big = pattern(4, end..end + 300_000 + round);
+            let tail = pattern(4, end + big.len()..end + big.len() + 7);
+            t.writelines(&[&big, &tail])?;
+            end += big.len() + tail.len();
+            t.write(&pattern(4, end..end + 1))?;
+            end += 1;
+        }
+        slog.wait_bytes(end).await?;
+        assert_eq!(slog.mismatch.get(), None, "every byte, in order");
+        assert_eq!(slog.received.get(), end);
+        assert_eq!(t.get_write_buffer_size(), 0);
+        t.close();
+        clog.wait_lost().await?;
+        slog.wait_lost().await?;
+        assert!(clog.error.borrow().is_none() && slog.error.borrow().is_none());
+        server.close();
+        Ok(())
+    });
+}
+
+/// A `BufferedProtocol` with a small buffer that checks test stream `seed` as it arrives.
+struct SmallBuffer {
+    buf: Vec<u8>,
+    seed: u8,
+    log: Rc<Log>,
+    /// The largest `buffer_updated` seen.
+    largest: Rc<Cell<usize>>,
+}
+
+impl BufferedProtocol for SmallBuffer {
+    fn connection_made(&mut self, t: Transport) {
+        *self.log.transport.borrow_mut() = Some(t);
+        self.log.push("made");
+    }
+
+    fn get_buffer(&mut self, size_hint: usize) -> &mut [u8] {
+        assert!(size_hint > 0);
+        &mut self.buf
+    }
+
+    fn buffer_updated(&mut self, n: usize) {
+        let log = &self.log;
+        let start = log.received.get();
+        if log.mismatch.get().is_none() {
+            if let Some(k) = (0..n).find(|&k| self.buf[k] != byte(self.seed, start + k)) {
+                log.mismatch.set(Some(start + k));
+            }
+        }
+        self.largest.set(self.largest.get().max(n));
+        log.received.set(start + n);
+        log.push("data");
+    }
+
+    fn connection_lost(&mut self, exc: Option<Error>) {
+        *self.log.error.borrow_mut() = exc;
+        self.log.transport.borrow_mut().take();
+        self.log.push("lost");
+    }
+}
+
+#[test]
+fn a_buffered_protocol_over_tls_gets_every_byte_through_its_own_buffer() {
+    run(async {
+        const TOTAL: usize = 300_000;
+        let id = identity();
+        let (server, logs, port) = tls_server(&id, |_| {}).await?;
+        let (clog, largest) = (Log::new(), Rc::new(Cell::new(0)));
+        let (l2, g2) = (clog.clone(), largest.clone());
+        let t = create_connection(
+            move || {
+                Buffered(SmallBuffer {
+                    buf: vec![0; 4096],
+                    seed: 5,
+                    log: l2,
+                    largest: g2,
+                })
+            },
+            "127.0.0.1",
+            port,
+            id.connect_options(),
+        )
+        .await?;
+        let slog = accepted(&logs, 1).await?;
+        slog.transport().write(&pattern(5, 0..TOTAL))?;
+        clog.wait_bytes(TOTAL).await?;
+        assert_eq!(clog.mismatch.get(), None, "every byte, in order");
+        assert!(largest.get() <= 4096, "at most the buffer offered");
+        t.close();
+        clog.wait_lost().await?;
+        slog.wait_lost().await?;
+        assert!(clog.error.borrow().is_none());
+        server.close();
+        Ok(())
+    });
 }
 
 // ---- flow control ------------------------------------------------------------------------------

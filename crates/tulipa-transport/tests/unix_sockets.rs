@@ -86,3 +86,55 @@ fn connecting_to_a_missing_unix_socket_is_not_found() {
     .unwrap();
     assert_eq!(r, Some(std::io::ErrorKind::NotFound));
 }
+
+#[test]
+fn an_accepted_unix_connection_is_non_blocking_and_knows_its_socket_path() {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    let path = temp_path("names");
+    let p2 = path.clone();
+    run(async move {
+        type Seen = (Option<PathBuf>, bool, Option<bool>);
+        let seen: Rc<RefCell<Option<Seen>>> = Rc::default();
+        let s2 = seen.clone();
+        let server = start_unix_server(
+            move |_r, w| {
+                let t = w.transport();
+                *s2.borrow_mut() = Some((
+                    t.sockname()
+                        .and_then(|a| a.as_pathname().map(PathBuf::from)),
+                    t.local_addr().is_none() && t.peer_addr().is_none(),
+                    t.with_socket(|s| s.nonblocking().unwrap()),
+                ));
+                async move {
+                    w.write(b"seen\n")?;
+                    w.drain().await?;
+                    w.close();
+                    Ok(())
+                }
+            },
+            &p2,
+            DEFAULT_LIMIT,
+            ServerOptions::default(),
+        )
+        .await?;
+        let (r, _w) = open_unix_connection(&p2, DEFAULT_LIMIT).await?;
+        assert_eq!(r.readline().await?, b"seen\n");
+        let seen = seen
+            .borrow_mut()
+            .take()
+            .expect("the server saw the connection");
+        assert_eq!(
+            seen.0.as_deref(),
+            Some(p2.as_path()),
+            "sockname is the path"
+        );
+        assert!(seen.1, "no IP addresses on a Unix socket");
+        assert_eq!(seen.2, Some(true), "non-blocking");
+        server.close();
+        Ok(())
+    })
+    .unwrap();
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
