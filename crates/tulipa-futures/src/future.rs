@@ -406,6 +406,19 @@ impl<T: 'static> Completion for Future<T> {
     }
 }
 
+#[cfg(test)]
+impl<T: 'static> Future<T> {
+    /// Done callbacks registered and not yet run.
+    pub(crate) fn callback_count(&self) -> usize {
+        self.inner
+            .slot
+            .borrow()
+            .callbacks
+            .as_ref()
+            .map_or(0, |c| c.list.len())
+    }
+}
+
 impl<T: 'static> fmt::Debug for Future<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = self.inner.slot.borrow();

@@ -57,14 +57,21 @@ struct Registrations<T: 'static> {
     timer: Option<TimerHandle>,
 }
 
-impl<T: 'static> Drop for Registrations<T> {
-    fn drop(&mut self) {
+impl<T: 'static> Registrations<T> {
+    /// Removes the done callbacks from every future and cancels the timer.
+    fn remove_all(&mut self) {
         for (f, id) in self.callbacks.drain(..) {
             f.remove_done_callback(id);
         }
         if let Some(t) = self.timer.take() {
             t.cancel();
         }
+    }
+}
+
+impl<T: 'static> Drop for Registrations<T> {
+    fn drop(&mut self) {
+        self.remove_all();
     }
 }
 
@@ -250,7 +257,8 @@ impl<T: 'static> AsCompleted<T> {
         }
         if self.shared.timed_out.get() {
             self.left = 0;
-            self.regs.callbacks.clear();
+            // The futures still pending keep running; they must not keep our callbacks.
+            self.regs.remove_all();
             return Poll::Ready(Some(Err(Error::Timeout)));
         }
         *self.shared.waker.borrow_mut() = Some(cx.waker().clone());
@@ -271,5 +279,28 @@ impl<T: 'static> fmt::Debug for AsCompleted<T> {
             .field("left", &self.left)
             .field("ready", &self.shared.done.borrow().len())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn as_completed_timeout_leaves_no_callback_on_the_pending_futures() {
+        let lp = EventLoop::new_virtual().unwrap();
+        let never: Future<u32> = Future::new(&lp);
+        let probe = never.clone();
+        let task = crate::spawn_on(&lp, async move {
+            let mut it = as_completed([never], Some(Duration::from_millis(1)))?;
+            assert!(matches!(it.next().await, Some(Err(Error::Timeout))));
+            Ok(it)
+        })
+        .unwrap();
+        let it = lp.run_until_complete(task).unwrap().unwrap();
+        // The iterator is still alive: only the timeout path can have removed the callback.
+        assert_eq!(probe.callback_count(), 0);
+        drop(it);
+        lp.close().unwrap();
     }
 }
