@@ -548,6 +548,10 @@ pub(crate) fn shutdown_default_executor_blocking(lp: &EventLoop) {
 /// future of its outcome (asyncio's `run_coroutine_threadsafe`). Cancelling the returned future
 /// cancels the task.
 ///
+/// The returned future always completes: if the loop closes before it spawned the future, it
+/// fails with [`Error::Loop`]; if the loop closes while the task is pending (which aborts the
+/// task), it fails with [`Error::Cancelled`].
+///
 /// # Errors
 ///
 /// [`Error::Loop`] when the loop is closed.
@@ -557,9 +561,28 @@ where
     T: Send + 'static,
 {
     let cf = ConcurrentFuture::new();
-    let out = cf.clone();
+    // Armed until the call runs: a loop that closes first drops the call, and the caller must
+    // hear of it rather than wait forever.
+    let mut not_run = Unfinished {
+        out: Some(cf.clone()),
+        error: || tulipa_loop::Error::Closed.into(),
+    };
     let door = handle.clone();
     handle.call_soon_threadsafe(move || {
+        let Some(out) = not_run.out.take() else {
+            return;
+        };
+        // Armed until the future finished: a loop that closes aborts its pending tasks, and
+        // the task's done callback can no longer run then.
+        let mut aborted = Unfinished {
+            out: Some(out.clone()),
+            error: || Error::Cancelled(crate::error::Cancelled::new(None)),
+        };
+        let fut = async move {
+            let r = fut.await;
+            aborted.disarm();
+            r
+        };
         let lp = match EventLoop::running() {
             Ok(lp) => lp,
             Err(e) => {
@@ -596,4 +619,25 @@ where
         });
     })?;
     Ok(cf)
+}
+
+/// Completes `out` with `error()` when dropped while still holding it.
+struct Unfinished<T: Send + 'static> {
+    out: Option<ConcurrentFuture<T>>,
+    error: fn() -> Error,
+}
+
+impl<T: Send + 'static> Unfinished<T> {
+    fn disarm(&mut self) {
+        self.out = None;
+    }
+}
+
+impl<T: Send + 'static> Drop for Unfinished<T> {
+    fn drop(&mut self) {
+        if let Some(out) = self.out.take() {
+            // Already done (for example cancelled by the caller): nothing to report.
+            let _ = out.set_exception((self.error)());
+        }
+    }
 }

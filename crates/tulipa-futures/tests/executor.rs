@@ -484,3 +484,34 @@ fn spawn_threadsafe_on_a_closed_loop_is_an_error() {
     let r = spawn_threadsafe(&handle, async { Ok(1) });
     assert!(matches!(r, Err(Error::Loop(_))), "{r:?}");
 }
+
+#[test]
+fn spawn_threadsafe_onto_a_loop_that_closes_before_running_it_fails_the_future() {
+    let lp = EventLoop::new_virtual().unwrap();
+    let handle = lp.loop_handle();
+    // Queued while the loop is not running; the loop then closes without running it.
+    let cf = spawn_threadsafe(&handle, async { Ok(1) }).unwrap();
+    assert!(!cf.done());
+    lp.close().unwrap();
+    let r = cf.result(Some(SAFETY));
+    assert!(matches!(r, Err(Error::Loop(_))), "{r:?}");
+}
+
+#[test]
+fn spawn_threadsafe_task_aborted_by_the_loop_closing_fails_the_future() {
+    let lp = EventLoop::new_virtual().unwrap();
+    let handle = lp.loop_handle();
+    let never: ConcurrentFuture<u32> = ConcurrentFuture::new();
+    let started: ConcurrentFuture<()> = ConcurrentFuture::new();
+    let s2 = started.clone();
+    let cf = spawn_threadsafe(&handle, async move {
+        s2.set_result(()).unwrap();
+        never.await
+    })
+    .unwrap();
+    run_until_complete(&lp, started).unwrap();
+    assert!(!cf.done(), "the task waits");
+    lp.close().unwrap(); // aborts the pending task
+    let r = cf.result(Some(SAFETY));
+    assert!(matches!(&r, Err(e) if e.is_cancelled()), "{r:?}");
+}
