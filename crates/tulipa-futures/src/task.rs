@@ -195,8 +195,9 @@ fn task_data<T>(inner: &Inner<T>) -> &TaskData {
 pin_project! {
     /// What async-task runs: the user's future plus the bookkeeping of its task.
     struct TaskFuture<F, T: 'static> {
+        // `None` once dropped without running: a task cancelled before its first step.
         #[pin]
-        fut: F,
+        fut: Option<F>,
         // Declared after `fut`, so dropped after it: the task is marked done only once the
         // user's future (and everything it owns) is gone.
         guard: FinishGuard<T>,
@@ -234,16 +235,29 @@ where
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = self.project();
+        let mut this = self.project();
         let inner = &this.guard.inner;
         let td = task_data(inner);
         // Kept for `cancel`, which must be able to wake the task; one clone per task.
-        let waker = td.waker.take().unwrap_or_else(|| cx.waker().clone());
+        let (waker, first_step) = match td.waker.take() {
+            Some(w) => (w, false),
+            None => (cx.waker().clone(), true),
+        };
         td.waker.set(Some(waker));
         drop(td.waiting_on.take());
+        if first_step && td.must_cancel.replace(false) {
+            // Cancelled before it ever ran: asyncio throws the CancelledError into the coroutine
+            // before its first line, so none of it runs. Here the future is dropped unpolled.
+            this.fut.set(None);
+            this.guard.finish(Err(td.cancelled_error()));
+            return Poll::Ready(());
+        }
+        let Some(fut) = this.fut.as_mut().as_pin_mut() else {
+            return Poll::Ready(());
+        };
         let polled = {
             let _current = cancel::enter(inner.clone());
-            panic::catch_unwind(AssertUnwindSafe(|| this.fut.poll(cx)))
+            panic::catch_unwind(AssertUnwindSafe(|| fut.poll(cx)))
         };
         let outcome = match polled {
             Ok(Poll::Pending) => return Poll::Pending,
@@ -380,7 +394,7 @@ where
     td.registry_slot.set(registry::insert(weak));
     let scheduler = Scheduler::new(lp);
     let wrapped = TaskFuture {
-        fut,
+        fut: Some(fut),
         guard: FinishGuard {
             inner: inner.clone(),
         },

@@ -336,8 +336,10 @@ fn all_tasks_is_per_loop() {
 fn cancel_before_the_first_poll_ends_the_task_cancelled() {
     let lp = virtual_loop();
     let after_await = flag();
-    let a = after_await.clone();
+    let before_await = flag();
+    let (a, b) = (after_await.clone(), before_await.clone());
     let t = spawn_on(&lp, async move {
+        b.set(true);
         sleep(Duration::from_secs(1)).await?;
         a.set(true);
         Ok(1)
@@ -352,6 +354,49 @@ fn cancel_before_the_first_poll_ends_the_task_cancelled() {
         !after_await.get(),
         "the code after the first await never ran"
     );
+    // asyncio throws the CancelledError in before the coroutine's first line: none of it runs.
+    assert!(
+        !before_await.get(),
+        "the code before the first await never ran either"
+    );
+}
+
+#[test]
+fn a_task_cancelled_before_its_first_step_drops_its_future_unpolled() {
+    struct Owned(Rc<Cell<bool>>);
+    impl Drop for Owned {
+        fn drop(&mut self) {
+            self.0.set(true);
+        }
+    }
+    let lp = virtual_loop();
+    let dropped = Rc::new(Cell::new(false));
+    let owned = Owned(dropped.clone());
+    let t = spawn_on(&lp, async move {
+        let _keep = &owned;
+        Ok(())
+    })
+    .unwrap();
+    t.cancel(None);
+    let r = lp.run_until_complete(t.clone()).unwrap();
+    assert!(is_cancelled(&r), "{r:?}");
+    assert!(dropped.get(), "what the future owned was dropped");
+}
+
+#[test]
+fn a_task_cancelled_then_uncancelled_before_its_first_step_runs() {
+    let lp = virtual_loop();
+    let ran = flag();
+    let r2 = ran.clone();
+    let t = spawn_on(&lp, async move {
+        r2.set(true);
+        Ok(5)
+    })
+    .unwrap();
+    t.cancel(None);
+    assert_eq!(t.uncancel(), 0);
+    assert_eq!(lp.run_until_complete(t.clone()).unwrap().unwrap(), 5);
+    assert!(ran.get());
 }
 
 #[test]
