@@ -13,6 +13,7 @@ use std::process::ExitCode;
 
 use xtask::bench::{self, Runtime, Workload};
 
+mod children;
 mod ci;
 mod echo;
 mod layers;

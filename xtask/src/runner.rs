@@ -2,14 +2,14 @@
 //! measurement (`xtask bench-child <runtime> <workload>`), and prints the medians as Markdown
 //! tables ([`report`](crate::report)).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 
 use serde_json::Value;
 use xtask::bench::{Runtime, Suite, Workload};
 
+use crate::children::{build_release, command, taskset_works};
 use crate::report::{self, Row};
-use crate::workspace;
 
 const USAGE: &str = "usage: cargo xtask bench loop|tasks|channels [--reps N] [--workload NAME]... \
                      [--runtime NAME]... [--no-pin]";
@@ -68,44 +68,8 @@ fn parse(args: &[String]) -> Result<Options, String> {
     Ok(o)
 }
 
-fn build_release() -> Result<PathBuf, String> {
-    eprintln!(
-        "bench: building the release bench binary (cargo build --release -p xtask --bin xtask)"
-    );
-    let status = workspace::cargo_command()
-        .args(["build", "--release", "--package", "xtask", "--bin", "xtask"])
-        .status()
-        .map_err(|e| format!("cannot run cargo build: {e}"))?;
-    if !status.success() {
-        return Err(format!("cargo build --release -p xtask failed: {status}"));
-    }
-    let exe = workspace::target_dir(&workspace::metadata()?)?
-        .join("release")
-        .join("xtask");
-    if exe.exists() {
-        Ok(exe)
-    } else {
-        Err(format!("{} is missing after the build", exe.display()))
-    }
-}
-
-fn taskset_works() -> bool {
-    Command::new("taskset")
-        .args(["-c", "1", "true"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 fn run_child(exe: &Path, pin: bool, runtime: Runtime, workload: Workload) -> Result<Value, String> {
-    let mut cmd = if pin {
-        let mut c = Command::new("taskset");
-        c.args(["-c", "1"]).arg(exe);
-        c
-    } else {
-        Command::new(exe)
-    };
+    let mut cmd = command(exe, pin.then_some("1"));
     cmd.args(["bench-child", runtime.name(), workload.name()]);
     let out = cmd
         .stderr(Stdio::inherit())
@@ -153,7 +117,7 @@ fn pin_note(pin: bool, workloads: &[Workload]) -> String {
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let o = parse(args)?;
     let exe = build_release()?;
-    let pin = o.pin && taskset_works();
+    let pin = o.pin && taskset_works("1");
     let mut rows: Vec<Row> = Vec::new();
     for &workload in &o.workloads {
         for &runtime in &o.runtimes {

@@ -6,16 +6,16 @@
 //! Every server is killed after its measurement, and has a watchdog of its own; the load
 //! generator stops after warm-up + duration.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
 use xtask::bench::common::median;
 
-use crate::{report, workspace};
+use crate::children::{build_release, command, taskset_works, Server};
+use crate::report;
 
 pub(crate) mod load;
 pub(crate) mod servers;
@@ -151,101 +151,10 @@ pub(crate) fn load_main(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-fn build_release() -> Result<PathBuf, String> {
-    eprintln!(
-        "bench: building the release bench binary (cargo build --release -p xtask --bin xtask)"
-    );
-    let status = workspace::cargo_command()
-        .args(["build", "--release", "--package", "xtask", "--bin", "xtask"])
-        .status()
-        .map_err(|e| format!("cannot run cargo build: {e}"))?;
-    if !status.success() {
-        return Err(format!("cargo build --release -p xtask failed: {status}"));
-    }
-    let exe = workspace::target_dir(&workspace::metadata()?)?
-        .join("release")
-        .join("xtask");
-    if exe.exists() {
-        Ok(exe)
-    } else {
-        Err(format!("{} is missing after the build", exe.display()))
-    }
-}
-
-fn taskset_works() -> bool {
-    Command::new("taskset")
-        .args(["-c", "0,1", "true"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn command(exe: &Path, pin: Option<&str>) -> Command {
-    match pin {
-        Some(cpu) => {
-            let mut c = Command::new("taskset");
-            c.args(["-c", cpu]).arg(exe);
-            c
-        }
-        None => Command::new(exe),
-    }
-}
-
-/// A running server, killed when dropped.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Server {
-    fn start(exe: &Path, pin: bool, name: &str) -> Result<Server, String> {
-        let mut child = command(exe, pin.then_some("0"))
-            .args(["echo-server", name, "--lifetime", "120"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| format!("cannot start the {name} server: {e}"))?;
-        let mut line = String::new();
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let read = BufReader::new(stdout).read_line(&mut line);
-        let addr = match read {
-            Ok(_) => line
-                .trim()
-                .strip_prefix("listening on ")
-                .and_then(|a| a.parse().ok()),
-            Err(_) => None,
-        };
-        let mut server = Server {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        };
-        match addr {
-            Some(a) => {
-                server.addr = a;
-                Ok(server)
-            }
-            None => Err(format!("the {name} server printed `{}`", line.trim())),
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn run_load(exe: &Path, pin: bool, server: &Server, args: &[String]) -> Result<Value, String> {
     let out = command(exe, pin.then_some("1"))
         .arg("echo-load")
-        .args(["--addr", &server.addr.to_string()])
+        .args(["--addr", &server.addr().to_string()])
         .args(["--server-pid", &server.pid().to_string()])
         .args(args)
         .stdin(Stdio::null())
@@ -313,7 +222,7 @@ fn ratio(cells: &[Cell], cell: &Cell, key: &str) -> String {
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let o = parse(args)?;
     let exe = build_release()?;
-    let pin = o.pin && taskset_works();
+    let pin = o.pin && taskset_works("0,1");
     let secs = |v: f64| format!("{v}");
     let mut cells: Vec<Cell> = Vec::new();
     let mut add = |row: String, args: Vec<String>| {
@@ -372,7 +281,9 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     }
     for rep in 1..=o.reps {
         for cell in cells.iter_mut() {
-            let server = Server::start(&exe, pin, &cell.server)?;
+            let mut cmd = command(&exe, pin.then_some("0"));
+            cmd.args(["echo-server", &cell.server, "--lifetime", "120"]);
+            let server = Server::start(cmd, &cell.server)?;
             let v = run_load(&exe, pin, &server, &cell.args)
                 .map_err(|e| format!("{} on {}: {e}", cell.row, cell.server))?;
             drop(server);
