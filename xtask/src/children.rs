@@ -103,3 +103,23 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// Runs `cmd` (a measuring child, named `what` in errors) to its end and parses the last
+/// non-empty line it printed as JSON.
+pub(crate) fn json_result(mut cmd: Command, what: &str) -> Result<serde_json::Value, String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot start {what}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("{what} failed: {}", out.status));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default();
+    serde_json::from_str(line).map_err(|e| format!("{what} printed `{line}`: {e}"))
+}

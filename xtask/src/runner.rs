@@ -3,12 +3,11 @@
 //! tables ([`report`](crate::report)).
 
 use std::path::Path;
-use std::process::Stdio;
 
 use serde_json::Value;
 use xtask::bench::{Runtime, Suite, Workload};
 
-use crate::children::{build_release, command, taskset_works};
+use crate::children::{build_release, command, json_result, taskset_works};
 use crate::report::{self, Row};
 
 const USAGE: &str = "usage: cargo xtask bench loop|tasks|channels [--reps N] [--workload NAME]... \
@@ -71,24 +70,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
 fn run_child(exe: &Path, pin: bool, runtime: Runtime, workload: Workload) -> Result<Value, String> {
     let mut cmd = command(exe, pin.then_some("1"));
     cmd.args(["bench-child", runtime.name(), workload.name()]);
-    let out = cmd
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
-    if !out.status.success() {
-        return Err(format!(
-            "bench-child {runtime} {workload} failed: {}",
-            out.status
-        ));
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or_default();
-    serde_json::from_str(line)
-        .map_err(|e| format!("bench-child {runtime} {workload} printed `{line}`: {e}"))
+    json_result(cmd, &format!("bench-child {runtime} {workload}"))
 }
 
 /// How the children were pinned, for the report.

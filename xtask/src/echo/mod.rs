@@ -8,13 +8,12 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
 use xtask::bench::common::median;
 
-use crate::children::{build_release, command, taskset_works, Server};
+use crate::children::{build_release, command, json_result, taskset_works, Server};
 use crate::report;
 
 pub(crate) mod load;
@@ -152,29 +151,12 @@ pub(crate) fn load_main(args: &[String]) -> Result<(), String> {
 }
 
 fn run_load(exe: &Path, pin: bool, server: &Server, args: &[String]) -> Result<Value, String> {
-    let out = command(exe, pin.then_some("1"))
-        .arg("echo-load")
+    let mut cmd = command(exe, pin.then_some("1"));
+    cmd.arg("echo-load")
         .args(["--addr", &server.addr().to_string()])
         .args(["--server-pid", &server.pid().to_string()])
-        .args(args)
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("cannot start echo-load: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "echo-load {} failed: {}",
-            args.join(" "),
-            out.status
-        ));
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or_default();
-    serde_json::from_str(line).map_err(|e| format!("echo-load printed `{line}`: {e}"))
+        .args(args);
+    json_result(cmd, &format!("echo-load {}", args.join(" ")))
 }
 
 /// One cell of a table: a row kind on one server, every repetition.

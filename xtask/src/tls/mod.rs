@@ -20,13 +20,12 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
 use xtask::bench::common::median;
 
-use crate::children::{build_release, command, taskset_works, Server};
+use crate::children::{build_release, command, json_result, taskset_works, Server};
 use crate::report;
 
 pub(crate) mod load;
@@ -222,31 +221,14 @@ fn run_load(
     id: &Identity,
     args: &[String],
 ) -> Result<Value, String> {
-    let out = command(exe, pin.then_some("1"))
-        .arg("tls-load")
+    let mut cmd = command(exe, pin.then_some("1"));
+    cmd.arg("tls-load")
         .args(["--addr", &server.addr().to_string()])
         .args(["--server-pid", &server.pid().to_string()])
         .arg("--cafile")
         .arg(&id.cert)
-        .args(args)
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("cannot start tls-load: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "tls-load {} failed: {}",
-            args.join(" "),
-            out.status
-        ));
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or_default();
-    serde_json::from_str(line).map_err(|e| format!("tls-load printed `{line}`: {e}"))
+        .args(args);
+    json_result(cmd, &format!("tls-load {}", args.join(" ")))
 }
 
 /// One workload on one server, every repetition.
