@@ -11,7 +11,7 @@ use std::panic::{self, AssertUnwindSafe, Location};
 use std::rc::Rc;
 use std::time::Instant;
 
-/// Shared counter of cancelled timers still sitting in a timer heap (see `timers.rs`).
+/// Shared counter of cancelled timers still sitting in the timer queue (see `timers.rs`).
 pub(crate) type CancelCounter = Rc<Cell<usize>>;
 
 /// What every scheduled cell carries besides its closure: 16 bytes, so that a `call_soon` cell
@@ -25,7 +25,7 @@ pub(crate) struct Header {
 }
 
 const CANCELLED: u8 = 1;
-/// Set while the cell sits in the timer heap; cancelling it then bumps the heap's counter.
+/// Set while the cell sits in the timer queue; cancelling it then bumps the queue's counter.
 const IN_HEAP: u8 = 2;
 
 #[derive(Clone, Copy, Debug)]
@@ -112,8 +112,8 @@ impl Header {
     }
 }
 
-/// Where a timer cell reports its cancellation: the heap's counter, or nowhere (`()`, zero-sized,
-/// for cells that never enter the heap).
+/// Where a timer cell reports its cancellation: the timer queue's counter, or nowhere (`()`,
+/// zero-sized, for cells that never enter the queue).
 pub(crate) trait CancelSink: 'static {
     fn bump(&self);
 }
@@ -139,11 +139,12 @@ impl CancelSink for Option<CancelCounter> {
 /// A unit of work the loop can run: one-shot, repeating or fd callbacks.
 pub(crate) trait Callback {
     fn header(&self) -> &Header;
-    /// Runs the callback. Takes the `Rc` so repeating callbacks can reschedule themselves.
-    fn run(self: Rc<Self>, core: &Rc<crate::event_loop::Core>);
+    /// Runs the callback. `me` is the cell's own `Rc`, for repeating callbacks to reschedule
+    /// themselves.
+    fn run(&self, me: &Rc<dyn Callback>, core: &Rc<crate::event_loop::Core>);
     /// Drops the closure. Called after the header was marked cancelled.
     fn drop_closure(&self);
-    /// Counts a cancellation of a cell that sits in the timer heap.
+    /// Counts a cancellation of a cell that sits in the timer queue.
     fn count_cancelled_in_heap(&self);
 }
 
@@ -167,7 +168,7 @@ pub(crate) fn set_in_heap(cb: &dyn Callback, in_heap: bool) {
         .set(if in_heap { f | IN_HEAP } else { f & !IN_HEAP });
 }
 
-/// A callback that runs once (`call_soon`: `C = ()`; `call_later`, `call_at`: the heap counter).
+/// A callback that runs once (`call_soon`: `C = ()`; `call_later`, `call_at`: the queue's counter).
 pub(crate) struct Once<F, C> {
     header: Header,
     sink: C,
@@ -188,7 +189,7 @@ impl<F: FnOnce() + 'static, C: CancelSink> Callback for Once<F, C> {
     fn header(&self) -> &Header {
         &self.header
     }
-    fn run(self: Rc<Self>, _core: &Rc<crate::event_loop::Core>) {
+    fn run(&self, _me: &Rc<dyn Callback>, _core: &Rc<crate::event_loop::Core>) {
         if let Some(f) = self.f.take() {
             f();
         }
@@ -206,7 +207,7 @@ pub(crate) struct Repeating<F> {
     header: Header,
     sink: Option<CancelCounter>,
     f: RefCell<Option<F>>,
-    /// `Some(interval)` for `call_repeatedly`: after each run the cell goes back into the heap.
+    /// `Some(interval)` for `call_repeatedly`: after each run the cell goes back into the timer queue.
     interval: Option<std::time::Duration>,
 }
 
@@ -231,7 +232,7 @@ impl<F: FnMut() + 'static> Callback for Repeating<F> {
     fn header(&self) -> &Header {
         &self.header
     }
-    fn run(self: Rc<Self>, core: &Rc<crate::event_loop::Core>) {
+    fn run(&self, me: &Rc<dyn Callback>, core: &Rc<crate::event_loop::Core>) {
         // Take the closure out for the call so that the callback may cancel its own handle (or
         // re-enter the loop) without a RefCell borrow being held across user code.
         let Some(mut f) = self.f.borrow_mut().take() else {
@@ -261,7 +262,7 @@ impl<F: FnMut() + 'static> Callback for Repeating<F> {
             .clock
             .now_ns()
             .saturating_add(crate::clock::nanos(interval));
-        core.push_timer(when, self);
+        core.push_timer(when, me.clone());
     }
     fn drop_closure(&self) {
         // If the closure is running it was taken out; `run` drops it when it returns.
@@ -337,9 +338,9 @@ impl TimerHandle {
         self.when
     }
 
-    /// Cancels the timer; see [`Handle::cancel`]. A cancelled timer leaves the loop's heap lazily,
-    /// and the heap is compacted once more than half of it is cancelled, so cancelled timers never
-    /// pile up.
+    /// Cancels the timer; see [`Handle::cancel`]. A cancelled timer leaves the loop's timer queue
+    /// lazily, and the queue is compacted once more than half of it is cancelled, so cancelled
+    /// timers never pile up.
     pub fn cancel(&self) {
         self.handle.cancel();
     }
@@ -389,7 +390,7 @@ impl Callback for Threadsafe {
     fn header(&self) -> &Header {
         &self.header
     }
-    fn run(self: Rc<Self>, _core: &Rc<crate::event_loop::Core>) {
+    fn run(&self, _me: &Rc<dyn Callback>, _core: &Rc<crate::event_loop::Core>) {
         if let Some(call) = self.call.take() {
             // Cancelled after it was queued here, before it started: skip it.
             if !call.cancelled() {

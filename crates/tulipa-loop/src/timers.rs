@@ -1,19 +1,38 @@
-//! The timer heap (asyncio's `_scheduled`).
+//! The timer queue (asyncio's `_scheduled`).
 //!
-//! A binary min-heap keyed by (deadline, sequence number): equal deadlines pop in scheduling
-//! order. Insert and pop are O(log n); cancel is O(1) (a flag on the callback cell, see
-//! `handle.rs`). Cancelled entries are dropped lazily when they reach the top, and the whole heap
-//! is rebuilt in O(n) once more than half of it is cancelled: that bounds the heap to twice the
-//! number of live timers, so scheduling and cancelling millions of timers leaves nothing behind.
+//! Timers pop in (deadline, sequence number) order: equal deadlines pop in scheduling order.
+//!
+//! **Layout.** Deadlines are nanoseconds on the loop's clock, grouped into buckets of 2^20 ns
+//! (about 1 ms). The 64 buckets from the current one on live in a ring of plain `Vec`s: inserting
+//! is a push onto one of them, O(1), and a bucket is sorted once, when it becomes the current one,
+//! then drained from its end. Timers further ahead wait in a binary heap and move into the ring
+//! when their bucket comes within reach; timers that land in the current bucket while it is
+//! being drained (deadlines in the past, or a few microseconds ahead) go to a small side heap.
+//! Firing a burst of timers therefore reads memory in order instead of sifting a large heap (a
+//! cache miss per level), which is what a binary heap of 200,000 timers costs (see
+//! `docs/benchmarks.md`).
+//!
+//! **Cancellation** is O(1): a flag on the callback cell (see `handle.rs`). Cancelled entries are
+//! dropped lazily when they reach the front, and everything is rebuilt in O(n) once more than
+//! half of the queue is cancelled: that bounds the queue to twice the number of live timers, so
+//! scheduling and cancelling millions of timers leaves nothing behind. Bucket buffers halve
+//! give their spare capacity back once it is far more than what is queued, so a burst's memory
+//! does not stay.
 
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+use std::collections::binary_heap::{BinaryHeap, PeekMut};
 use std::rc::Rc;
 
 use crate::handle::{is_cancelled, set_in_heap, Callback, CancelCounter};
 
 /// Below this many cancelled entries compaction is not worth a pass.
 const MIN_COMPACT: usize = 64;
+/// log2 of a bucket's width in nanoseconds (2^20 ns ≈ 1.05 ms).
+const SHIFT: u32 = 20;
+/// Buckets in the ring: timers up to ~67 ms ahead go straight into a bucket.
+const SLOTS: u64 = 64;
+/// Spare capacity (entries) a bucket may keep when it runs empty without being halved.
+const KEEP_SPARE: usize = 256;
 
 pub(crate) struct Entry {
     when: u64,
@@ -21,9 +40,15 @@ pub(crate) struct Entry {
     pub(crate) cb: Rc<dyn Callback>,
 }
 
+impl Entry {
+    fn key(&self) -> (u64, u64) {
+        (self.when, self.seq)
+    }
+}
+
 impl PartialEq for Entry {
     fn eq(&self, other: &Self) -> bool {
-        (self.when, self.seq) == (other.when, other.seq)
+        self.key() == other.key()
     }
 }
 impl Eq for Entry {}
@@ -33,103 +58,286 @@ impl PartialOrd for Entry {
     }
 }
 impl Ord for Entry {
-    // Reversed: `BinaryHeap` is a max-heap and we want the earliest deadline on top.
+    // Reversed: `BinaryHeap` is a max-heap and we want the earliest deadline on top. The same
+    // order sorts a bucket with its earliest entry last, where `Vec::pop` takes it.
     fn cmp(&self, other: &Self) -> Ordering {
-        (other.when, other.seq).cmp(&(self.when, self.seq))
+        other.key().cmp(&self.key())
     }
 }
 
+#[derive(Default)]
+struct Bucket {
+    /// Earliest entry last once `sorted`.
+    entries: Vec<Entry>,
+    sorted: bool,
+}
+
+/// Where the earliest live entry sits.
+#[derive(Clone, Copy)]
+enum Front {
+    Bucket,
+    Side,
+}
+
 pub(crate) struct Timers {
-    heap: BinaryHeap<Entry>,
+    /// `ring[b % SLOTS]` holds the timers of bucket `b` for `b` in `cur..cur + SLOTS`; timers of
+    /// earlier buckets are kept with bucket `cur`.
+    ring: Vec<Bucket>,
+    /// The current bucket number (deadline >> SHIFT). Never moves past a non-empty bucket.
+    cur: u64,
+    /// Entries in `ring`.
+    in_ring: usize,
+    /// Entries of bucket `cur` (or earlier) that arrived after it was sorted.
+    side: BinaryHeap<Entry>,
+    /// Entries of buckets `cur + SLOTS` and later.
+    far: BinaryHeap<Entry>,
     seq: u64,
-    /// Cancelled entries still in `heap`; bumped by `Handle::cancel` through the shared cell.
+    /// Cancelled entries still queued; bumped by `Handle::cancel` through the shared cell.
     pub(crate) cancelled: CancelCounter,
 }
 
 impl Timers {
     pub(crate) fn new() -> Self {
         Timers {
-            heap: BinaryHeap::new(),
+            ring: (0..SLOTS).map(|_| Bucket::default()).collect(),
+            cur: 0,
+            in_ring: 0,
+            side: BinaryHeap::new(),
+            far: BinaryHeap::new(),
             seq: 0,
             cancelled: CancelCounter::default(),
         }
     }
 
-    /// Inserts a timer. O(log n), amortised O(1) extra for compaction.
+    fn slot(b: u64) -> usize {
+        // `SLOTS` is 64: the remainder always fits.
+        (b % SLOTS) as usize
+    }
+
+    /// Inserts a timer. O(1) within the ring's reach, O(log n) beyond it or into the bucket being
+    /// drained; amortised O(1) extra for compaction.
     pub(crate) fn push(&mut self, when: u64, cb: Rc<dyn Callback>) {
         self.maybe_compact();
         set_in_heap(&*cb, true);
         self.seq += 1;
-        self.heap.push(Entry {
+        let e = Entry {
             when,
             seq: self.seq,
             cb,
-        });
+        };
+        self.insert(e);
+    }
+
+    fn insert(&mut self, e: Entry) {
+        let b = (e.when >> SHIFT).max(self.cur);
+        if b >= self.cur + SLOTS {
+            self.far.push(e);
+            return;
+        }
+        let bucket = &mut self.ring[Self::slot(b)];
+        // Only the current bucket is ever sorted. An entry earlier than all of it keeps it
+        // sorted; any other goes to the side heap rather than spoil the order.
+        if bucket.sorted
+            && bucket
+                .entries
+                .last()
+                .is_some_and(|last| e.key() > last.key())
+        {
+            self.side.push(e);
+            return;
+        }
+        bucket.entries.push(e);
+        self.in_ring += 1;
+    }
+
+    /// Entries queued, cancelled ones included.
+    pub(crate) fn heap_len(&self) -> usize {
+        self.in_ring + self.side.len() + self.far.len()
     }
 
     /// Live (not cancelled) timers.
     pub(crate) fn live(&self) -> usize {
-        self.heap.len() - self.cancelled.get()
+        self.heap_len() - self.cancelled.get()
     }
 
-    /// Compacts once more than half of the heap is cancelled. O(1) when there is nothing to do.
+    /// Compacts once more than half of the queue is cancelled. O(1) when there is nothing to do.
     ///
     /// Checked on every insert and, through `next_deadline`, on every loop iteration (as asyncio's
-    /// `_run_once` does): checking on insert alone would leave a heap of cancelled entries in
-    /// place for as long as nothing new is scheduled.
+    /// `_run_once` does): checking on insert alone would leave cancelled entries in place for as
+    /// long as nothing new is scheduled.
     fn maybe_compact(&mut self) {
-        if self.cancelled.get() > MIN_COMPACT && self.cancelled.get() * 2 > self.heap.len() {
+        let c = self.cancelled.get();
+        if c > MIN_COMPACT && c * 2 > self.heap_len() {
             self.compact();
         }
     }
 
-    /// The earliest live deadline, dropping cancelled entries from the top.
-    pub(crate) fn next_deadline(&mut self) -> Option<u64> {
-        self.maybe_compact();
-        while let Some(top) = self.heap.peek() {
-            if is_cancelled(&*top.cb) {
-                // A cancelled cell holds no closure any more: dropping it runs no user code.
-                self.heap.pop();
-                self.cancelled.set(self.cancelled.get() - 1);
-            } else {
-                return Some(top.when);
+    /// Moves `cur` forward to bucket `b` (every bucket in between is empty) and pulls the far
+    /// timers that come within reach into the ring.
+    fn advance(&mut self, b: u64) {
+        debug_assert!(b >= self.cur && self.side.is_empty());
+        self.cur = b;
+        while let Some(top) = self.far.peek() {
+            if (top.when >> SHIFT) >= self.cur + SLOTS {
+                break;
+            }
+            if let Some(e) = self.far.pop() {
+                let bucket = &mut self.ring[Self::slot(e.when >> SHIFT)];
+                bucket.entries.push(e);
+                bucket.sorted = false;
+                self.in_ring += 1;
             }
         }
-        None
-    }
-
-    /// Pops the earliest timer due at or before `now`, skipping cancelled ones.
-    pub(crate) fn pop_due(&mut self, now: u64) -> Option<Rc<dyn Callback>> {
-        let when = self.next_deadline()?;
-        if when > now {
-            return None;
+        if self.far.capacity() > KEEP_SPARE + 2 * self.heap_len() {
+            self.far.shrink_to(KEEP_SPARE.max(self.far.len()));
         }
-        let e = self.heap.pop().expect("peeked entry");
-        set_in_heap(&*e.cb, false);
-        Some(e.cb)
     }
 
-    /// Rebuilds the heap without its cancelled entries and gives memory back. O(n).
+    /// Finds the earliest entry (cancelled or not) and says where it is; `None` when empty.
+    fn front(&mut self) -> Option<Front> {
+        loop {
+            let cur = Self::slot(self.cur);
+            if !self.ring[cur].entries.is_empty() || !self.side.is_empty() {
+                break;
+            }
+            let queued = self.heap_len();
+            let bucket = &mut self.ring[cur];
+            bucket.sorted = false;
+            // Give a burst's buffer back once it is clearly oversized for what is queued now.
+            // Not sooner: freeing a large buffer makes glibc consolidate its free lists, which
+            // would cost on every bucket of a burst that is still being fired.
+            if bucket.entries.capacity() > KEEP_SPARE + 2 * queued {
+                bucket.entries.shrink_to(KEEP_SPARE);
+            }
+            if self.in_ring == 0 {
+                let b = self.far.peek()?.when >> SHIFT;
+                self.advance(b);
+            } else {
+                let skip = (1..SLOTS)
+                    .find(|k| !self.ring[Self::slot(self.cur + k)].entries.is_empty())
+                    .unwrap_or(1);
+                self.advance(self.cur + skip);
+            }
+        }
+        let bucket = &mut self.ring[Self::slot(self.cur)];
+        if !bucket.sorted {
+            // `Entry`'s order is reversed: ascending puts the earliest last.
+            bucket.entries.sort_unstable();
+            bucket.sorted = true;
+        }
+        match (bucket.entries.last(), self.side.peek()) {
+            (Some(b), Some(s)) if s.key() < b.key() => Some(Front::Side),
+            (Some(_), _) => Some(Front::Bucket),
+            (None, Some(_)) => Some(Front::Side),
+            (None, None) => None,
+        }
+    }
+
+    fn peek(&self, front: Front) -> Option<&Entry> {
+        match front {
+            Front::Bucket => self.ring[Self::slot(self.cur)].entries.last(),
+            Front::Side => self.side.peek(),
+        }
+    }
+
+    fn take(&mut self, front: Front) -> Option<Entry> {
+        match front {
+            Front::Bucket => {
+                let e = self.ring[Self::slot(self.cur)].entries.pop();
+                self.in_ring -= usize::from(e.is_some());
+                e
+            }
+            Front::Side => self.side.pop(),
+        }
+    }
+
+    /// The earliest live deadline, dropping cancelled entries from the front.
+    pub(crate) fn next_deadline(&mut self) -> Option<u64> {
+        self.maybe_compact();
+        loop {
+            let front = self.front()?;
+            let e = self.peek(front)?;
+            if is_cancelled(&*e.cb) {
+                // A cancelled cell holds no closure any more: dropping it runs no user code.
+                drop(self.take(front));
+                self.cancelled.set(self.cancelled.get() - 1);
+            } else {
+                return Some(e.when);
+            }
+        }
+    }
+
+    /// Hands every timer due at or before `now` to `out`, earliest first, dropping cancelled
+    /// ones on the way. Due timers leave a sorted bucket in one slice, so their cells are read in
+    /// a tight loop (the memory reads overlap) rather than one pop at a time.
+    pub(crate) fn drain_due(&mut self, now: u64, mut out: impl FnMut(Rc<dyn Callback>)) {
+        self.maybe_compact();
+        let cancelled = self.cancelled.clone();
+        let mut emit = |e: Entry| {
+            if is_cancelled(&*e.cb) {
+                // A cancelled cell holds no closure any more: dropping it runs no user code.
+                cancelled.set(cancelled.get() - 1);
+            } else {
+                set_in_heap(&*e.cb, false);
+                out(e.cb);
+            }
+        };
+        while let Some(front) = self.front() {
+            match front {
+                Front::Side => match self.side.peek_mut() {
+                    Some(top) if top.when <= now => emit(PeekMut::pop(top)),
+                    _ => return,
+                },
+                Front::Bucket => {
+                    let side_first = self.side.peek().map(Entry::key);
+                    let entries = &mut self.ring[Self::slot(self.cur)].entries;
+                    // Sorted latest first: the due entries (and, while the side heap holds
+                    // something, only those before its earliest) are a suffix.
+                    let k = entries.partition_point(|e| {
+                        e.when > now || side_first.is_some_and(|s| e.key() > s)
+                    });
+                    if k == entries.len() {
+                        return;
+                    }
+                    self.in_ring -= entries.len() - k;
+                    entries.drain(k..).rev().for_each(&mut emit);
+                }
+            }
+        }
+    }
+
+    /// Drops every cancelled entry and gives spare memory back. O(n).
     pub(crate) fn compact(&mut self) {
-        let mut v = std::mem::take(&mut self.heap).into_vec();
-        let mut keep = Vec::with_capacity((v.len() - self.cancelled.get()).max(16) * 2);
-        keep.extend(v.drain(..).filter(|e| !is_cancelled(&*e.cb)));
+        for bucket in &mut self.ring {
+            // `retain` keeps the order, so a sorted bucket stays sorted.
+            bucket.entries.retain(|e| !is_cancelled(&*e.cb));
+            bucket.entries.shrink_to(bucket.entries.len() * 2);
+        }
+        self.in_ring = self.ring.iter().map(|b| b.entries.len()).sum();
+        for heap in [&mut self.side, &mut self.far] {
+            let mut v = std::mem::take(heap).into_vec();
+            v.retain(|e| !is_cancelled(&*e.cb));
+            v.shrink_to(v.len() * 2);
+            *heap = BinaryHeap::from(v);
+        }
         self.cancelled.set(0);
-        self.heap = BinaryHeap::from(keep);
     }
 
     /// Removes everything (loop close).
     pub(crate) fn clear(&mut self) -> Vec<Entry> {
         self.cancelled.set(0);
-        let v = std::mem::take(&mut self.heap).into_vec();
+        self.in_ring = 0;
+        let mut v: Vec<Entry> = Vec::with_capacity(self.heap_len());
+        for bucket in &mut self.ring {
+            v.append(&mut std::mem::take(&mut bucket.entries));
+            bucket.sorted = false;
+        }
+        v.extend(std::mem::take(&mut self.side).into_vec());
+        v.extend(std::mem::take(&mut self.far).into_vec());
         for e in &v {
             set_in_heap(&*e.cb, false);
         }
         v
-    }
-
-    pub(crate) fn heap_len(&self) -> usize {
-        self.heap.len()
     }
 }
 #[cfg(test)]
@@ -149,13 +357,14 @@ mod tests {
             state ^= state << 17;
             state % n
         };
-        for round in 0..200 {
+        for round in 0..300 {
             let mut timers = Timers::new();
             // Model: (when, seq, id, cb), live entries only.
             let mut model: Vec<(u64, u64, usize, Rc<dyn Callback>)> = Vec::new();
             let mut now = 0u64;
             let mut seq = 0u64;
-            let spread = [10, 1_000, 1 << 40][round % 3];
+            // Within one bucket, across the ring, across ring and far heap, and far apart.
+            let spread = [10, 1_000, 1 << 22, 1 << 26, 1 << 40][round % 5];
             for _ in 0..400 {
                 match rand(10) {
                     0..=4 => {
@@ -186,7 +395,9 @@ mod tests {
                         model.sort_by_key(|e| (e.0, e.1));
                         let expect = model.first().map(|e| e.0);
                         assert_eq!(timers.next_deadline(), expect);
-                        while let Some(cb) = timers.pop_due(now) {
+                        let mut due = Vec::new();
+                        timers.drain_due(now, |cb| due.push(cb));
+                        for cb in due {
                             let (when, _, id, expected) = model.remove(0);
                             assert!(when <= now, "timer {id} popped early");
                             assert!(Rc::ptr_eq(&cb, &expected), "timer {id} out of order");
@@ -197,5 +408,52 @@ mod tests {
                 }
             }
         }
+    }
+
+    fn timer(timers: &Timers) -> Rc<dyn Callback> {
+        Once::new(
+            || {},
+            Location::caller(),
+            timers.cancelled.clone(),
+            Kind::Timer,
+        )
+    }
+
+    /// A burst's bucket buffer is given back once the burst is over, not kept at its peak.
+    #[test]
+    fn a_burst_does_not_keep_its_memory() {
+        let mut timers = Timers::new();
+        for i in 0..20_000 {
+            let cb = timer(&timers);
+            timers.push(1_000 + i, cb);
+        }
+        let big = timers.ring[0].entries.capacity();
+        assert!(big >= 20_000);
+        let mut fired = 0;
+        timers.drain_due(u64::MAX, |_| fired += 1);
+        assert_eq!(fired, 20_000);
+        // The next look for a deadline moves past the empty bucket and trims it.
+        let cb = timer(&timers);
+        timers.push(10 << SHIFT, cb);
+        assert_eq!(timers.next_deadline(), Some(10 << SHIFT));
+        assert!(timers.ring[0].entries.capacity() <= KEEP_SPARE);
+    }
+
+    /// Timers scheduled into the bucket being fired (deadlines in the past) keep the order.
+    #[test]
+    fn late_arrivals_in_the_current_bucket_keep_the_order() {
+        let mut timers = Timers::new();
+        let (a, b, c) = (timer(&timers), timer(&timers), timer(&timers));
+        timers.push(500, a.clone());
+        timers.push(900, c.clone());
+        assert_eq!(timers.next_deadline(), Some(500)); // sorts the bucket
+        timers.push(700, b.clone()); // lands in the side heap
+        let mut order = Vec::new();
+        timers.drain_due(1_000, |cb| order.push(cb));
+        assert_eq!(order.len(), 3);
+        for (got, want) in order.iter().zip([&a, &b, &c]) {
+            assert!(Rc::ptr_eq(got, want));
+        }
+        assert_eq!(timers.heap_len(), 0);
     }
 }
