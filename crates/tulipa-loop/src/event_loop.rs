@@ -30,7 +30,8 @@ use crate::completion::{Completion, DoneNotifier};
 use crate::error::{Error, Result};
 use crate::exception::{default_exception_handler, ExceptionContext, ExceptionHandler};
 use crate::handle::{
-    self, describe, is_cancelled, Callback, Handle, Kind, Once, Repeating, TimerHandle,
+    self, describe, is_cancelled, is_counted_cancelled, take_for_run, Callback, Handle, Kind, Once,
+    Repeating, TimerHandle,
 };
 use crate::loop_handle::{LoopHandle, Remote, RemoteJob};
 use crate::sys;
@@ -667,9 +668,15 @@ impl EventLoop {
         let io = self.core.io.borrow();
         let mut timers = self.core.timers.borrow_mut();
         let next = timers.next_deadline();
+        let ready = self.core.ready.borrow();
+        // Fired timers cancelled before the loop reached them are still on the queue's books.
+        let cancelled_fired = ready
+            .iter()
+            .filter(|j| matches!(j, Job::Cb(cb) if is_counted_cancelled(&**cb)))
+            .count();
         LoopStats {
-            ready: self.core.ready.borrow().len(),
-            timers: timers.live(),
+            ready: ready.len(),
+            timers: timers.live(cancelled_fired),
             timer_heap: timers.heap_len(),
             readers: io.values().filter(|s| s.reader.is_some()).count(),
             writers: io.values().filter(|s| s.writer.is_some()).count(),
@@ -910,7 +917,7 @@ impl Core {
         // The header is read (for logs) only when the callback panics or runs slow in debug mode.
         let cell = match job {
             Job::Cb(cb) => {
-                if is_cancelled(&*cb) {
+                if !take_for_run(&*cb) {
                     return;
                 }
                 if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| cb.run(&cb, self))) {

@@ -11,8 +11,22 @@ use std::panic::{self, AssertUnwindSafe, Location};
 use std::rc::Rc;
 use std::time::Instant;
 
-/// Shared counter of cancelled timers still sitting in the timer queue (see `timers.rs`).
-pub(crate) type CancelCounter = Rc<Cell<usize>>;
+/// The timer queue's cancellation counts, shared with its timer cells (see `timers.rs`).
+#[derive(Default)]
+pub(crate) struct TimerCounts {
+    /// Cancelled cells marked `IN_HEAP`: in the queue, or fired and not yet reached by the loop.
+    pub(crate) cancelled: Cell<usize>,
+    /// Cancellations counted since the queue was last compacted.
+    pub(crate) since_compaction: Cell<usize>,
+}
+
+impl TimerCounts {
+    pub(crate) fn uncount(&self) {
+        self.cancelled.set(self.cancelled.get().saturating_sub(1));
+    }
+}
+
+pub(crate) type CancelCounter = Rc<TimerCounts>;
 
 /// What every scheduled cell carries besides its closure: 16 bytes, so that a `call_soon` cell
 /// with a one-pointer closure fits a 48-byte allocation.
@@ -25,7 +39,9 @@ pub(crate) struct Header {
 }
 
 const CANCELLED: u8 = 1;
-/// Set while the cell sits in the timer queue; cancelling it then bumps the queue's counter.
+/// Set while the cell sits in the timer queue, and kept after it fired until the loop reaches it
+/// in the ready queue (the queue hands fired timers over without touching their cells);
+/// cancelling it meanwhile bumps the queue's counter.
 const IN_HEAP: u8 = 2;
 
 #[derive(Clone, Copy, Debug)]
@@ -116,15 +132,21 @@ impl Header {
 /// zero-sized, for cells that never enter the queue).
 pub(crate) trait CancelSink: 'static {
     fn bump(&self);
+    fn unbump(&self);
 }
 
 impl CancelSink for () {
     fn bump(&self) {}
+    fn unbump(&self) {}
 }
 
 impl CancelSink for CancelCounter {
     fn bump(&self) {
-        self.set(self.get() + 1);
+        self.cancelled.set(self.cancelled.get() + 1);
+        self.since_compaction.set(self.since_compaction.get() + 1);
+    }
+    fn unbump(&self) {
+        self.uncount();
     }
 }
 
@@ -132,6 +154,11 @@ impl CancelSink for Option<CancelCounter> {
     fn bump(&self) {
         if let Some(c) = self {
             c.bump();
+        }
+    }
+    fn unbump(&self) {
+        if let Some(c) = self {
+            c.unbump();
         }
     }
 }
@@ -146,6 +173,8 @@ pub(crate) trait Callback {
     fn drop_closure(&self);
     /// Counts a cancellation of a cell that sits in the timer queue.
     fn count_cancelled_in_heap(&self);
+    /// Takes back that count: the cell left the queue's books.
+    fn uncount_cancelled(&self);
 }
 
 pub(crate) fn cancel(cb: &dyn Callback) {
@@ -159,6 +188,27 @@ pub(crate) fn cancel(cb: &dyn Callback) {
 
 pub(crate) fn is_cancelled(cb: &dyn Callback) -> bool {
     cb.header().cancelled()
+}
+
+/// Called by the loop right before it runs a cell from the ready queue; false when the cell is
+/// cancelled and must be skipped. A fired timer leaves the timer queue's books here (its
+/// `IN_HEAP` mark is cleared, and its cancellation, if any, uncounted), as this is the first time
+/// the loop touches its cell after it fired.
+pub(crate) fn take_for_run(cb: &dyn Callback) -> bool {
+    let h = cb.header();
+    let f = h.flags.get();
+    if f & IN_HEAP != 0 {
+        h.flags.set(f & !IN_HEAP);
+        if f & CANCELLED != 0 {
+            cb.uncount_cancelled();
+        }
+    }
+    f & CANCELLED == 0
+}
+
+/// True for a cancelled cell still on the timer queue's books (see [`take_for_run`]).
+pub(crate) fn is_counted_cancelled(cb: &dyn Callback) -> bool {
+    cb.header().flags.get() & (IN_HEAP | CANCELLED) == IN_HEAP | CANCELLED
 }
 
 pub(crate) fn set_in_heap(cb: &dyn Callback, in_heap: bool) {
@@ -199,6 +249,9 @@ impl<F: FnOnce() + 'static, C: CancelSink> Callback for Once<F, C> {
     }
     fn count_cancelled_in_heap(&self) {
         self.sink.bump();
+    }
+    fn uncount_cancelled(&self) {
+        self.sink.unbump();
     }
 }
 
@@ -274,6 +327,9 @@ impl<F: FnMut() + 'static> Callback for Repeating<F> {
     }
     fn count_cancelled_in_heap(&self) {
         self.sink.bump();
+    }
+    fn uncount_cancelled(&self) {
+        self.sink.unbump();
     }
 }
 
@@ -402,4 +458,5 @@ impl Callback for Threadsafe {
         drop(self.call.take());
     }
     fn count_cancelled_in_heap(&self) {}
+    fn uncount_cancelled(&self) {}
 }

@@ -12,10 +12,13 @@
 //! cache miss per level), which is what a binary heap of 200,000 timers costs (see
 //! `docs/benchmarks.md`).
 //!
-//! **Cancellation** is O(1): a flag on the callback cell (see `handle.rs`). Cancelled entries are
-//! dropped lazily when they reach the front, and everything is rebuilt in O(n) once more than
-//! half of the queue is cancelled: that bounds the queue to twice the number of live timers, so
-//! scheduling and cancelling millions of timers leaves nothing behind. Bucket buffers halve
+//! **Cancellation** is O(1): a flag on the callback cell (see `handle.rs`). Fired timers are
+//! handed to the ready queue without touching their cells (a cache miss each, for a burst that
+//! does not fit the caches); the loop skips cancelled ones there, and settles the cancellation
+//! count then (`handle::take_for_run`). A cancelled timer at the front is dropped when the loop
+//! asks for the next deadline, and everything is rebuilt in O(n) once the cancellations since
+//! the last rebuild exceed half of the queue: that bounds the queue to about twice the number
+//! of live timers, so scheduling and cancelling millions of timers leaves nothing behind. Bucket buffers halve
 //! give their spare capacity back once it is far more than what is queued, so a burst's memory
 //! does not stay.
 
@@ -23,6 +26,8 @@ use std::cmp::Ordering;
 use std::collections::binary_heap::{BinaryHeap, PeekMut};
 use std::rc::Rc;
 
+#[cfg(test)]
+use crate::handle::take_for_run;
 use crate::handle::{is_cancelled, set_in_heap, Callback, CancelCounter};
 
 /// Below this many cancelled entries compaction is not worth a pass.
@@ -155,9 +160,15 @@ impl Timers {
         self.in_ring + self.side.len() + self.far.len()
     }
 
-    /// Live (not cancelled) timers.
-    pub(crate) fn live(&self) -> usize {
-        self.heap_len() - self.cancelled.get()
+    /// Live (not cancelled) timers, given how many fired timers waiting in the ready queue are
+    /// cancelled (`handle::is_counted_cancelled`): those are still counted.
+    pub(crate) fn live(&self, cancelled_fired: usize) -> usize {
+        let in_queue = self
+            .cancelled
+            .cancelled
+            .get()
+            .saturating_sub(cancelled_fired);
+        self.heap_len().saturating_sub(in_queue)
     }
 
     /// Compacts once more than half of the queue is cancelled. O(1) when there is nothing to do.
@@ -166,7 +177,9 @@ impl Timers {
     /// `_run_once` does): checking on insert alone would leave cancelled entries in place for as
     /// long as nothing new is scheduled.
     fn maybe_compact(&mut self) {
-        let c = self.cancelled.get();
+        // Every cancelled entry in the queue was cancelled since the last rebuild, which removed
+        // all of them; counting the fired ones too only brings the rebuild a little earlier.
+        let c = self.cancelled.since_compaction.get();
         if c > MIN_COMPACT && c * 2 > self.heap_len() {
             self.compact();
         }
@@ -259,29 +272,22 @@ impl Timers {
             let e = self.peek(front)?;
             if is_cancelled(&*e.cb) {
                 // A cancelled cell holds no closure any more: dropping it runs no user code.
-                drop(self.take(front));
-                self.cancelled.set(self.cancelled.get() - 1);
+                if let Some(e) = self.take(front) {
+                    set_in_heap(&*e.cb, false);
+                    self.cancelled.uncount();
+                }
             } else {
                 return Some(e.when);
             }
         }
     }
 
-    /// Hands every timer due at or before `now` to `out`, earliest first, dropping cancelled
-    /// ones on the way. Due timers leave a sorted bucket in one slice, so their cells are read in
-    /// a tight loop (the memory reads overlap) rather than one pop at a time.
+    /// Hands every timer due at or before `now` to `out`, earliest first, cancelled ones
+    /// included: their cells are not read here (see the module docs), the loop skips them. Due
+    /// timers leave a sorted bucket in one slice.
     pub(crate) fn drain_due(&mut self, now: u64, mut out: impl FnMut(Rc<dyn Callback>)) {
         self.maybe_compact();
-        let cancelled = self.cancelled.clone();
-        let mut emit = |e: Entry| {
-            if is_cancelled(&*e.cb) {
-                // A cancelled cell holds no closure any more: dropping it runs no user code.
-                cancelled.set(cancelled.get() - 1);
-            } else {
-                set_in_heap(&*e.cb, false);
-                out(e.cb);
-            }
-        };
+        let mut emit = |e: Entry| out(e.cb);
         while let Some(front) = self.front() {
             match front {
                 Front::Side => match self.side.peek_mut() {
@@ -308,24 +314,36 @@ impl Timers {
 
     /// Drops every cancelled entry and gives spare memory back. O(n).
     pub(crate) fn compact(&mut self) {
+        let counts = self.cancelled.clone();
+        let keep = |e: &Entry| {
+            if is_cancelled(&*e.cb) {
+                set_in_heap(&*e.cb, false);
+                counts.uncount();
+                false
+            } else {
+                true
+            }
+        };
         for bucket in &mut self.ring {
             // `retain` keeps the order, so a sorted bucket stays sorted.
-            bucket.entries.retain(|e| !is_cancelled(&*e.cb));
+            bucket.entries.retain(keep);
             bucket.entries.shrink_to(bucket.entries.len() * 2);
         }
         self.in_ring = self.ring.iter().map(|b| b.entries.len()).sum();
         for heap in [&mut self.side, &mut self.far] {
             let mut v = std::mem::take(heap).into_vec();
-            v.retain(|e| !is_cancelled(&*e.cb));
+            v.retain(keep);
             v.shrink_to(v.len() * 2);
             *heap = BinaryHeap::from(v);
         }
-        self.cancelled.set(0);
+        // What is left counted belongs to fired timers still in the ready queue.
+        self.cancelled.since_compaction.set(0);
     }
 
     /// Removes everything (loop close).
     pub(crate) fn clear(&mut self) -> Vec<Entry> {
-        self.cancelled.set(0);
+        self.cancelled.cancelled.set(0);
+        self.cancelled.since_compaction.set(0);
         self.in_ring = 0;
         let mut v: Vec<Entry> = Vec::with_capacity(self.heap_len());
         for bucket in &mut self.ring {
@@ -397,13 +415,14 @@ mod tests {
                         assert_eq!(timers.next_deadline(), expect);
                         let mut due = Vec::new();
                         timers.drain_due(now, |cb| due.push(cb));
-                        for cb in due {
+                        // As the loop does: cancelled ones are skipped when reached.
+                        for cb in due.into_iter().filter(|cb| take_for_run(&**cb)) {
                             let (when, _, id, expected) = model.remove(0);
                             assert!(when <= now, "timer {id} popped early");
                             assert!(Rc::ptr_eq(&cb, &expected), "timer {id} out of order");
                         }
                         assert!(model.first().is_none_or(|e| e.0 > now));
-                        assert_eq!(timers.live(), model.len());
+                        assert_eq!(timers.live(0), model.len());
                     }
                 }
             }
@@ -430,7 +449,7 @@ mod tests {
         let big = timers.ring[0].entries.capacity();
         assert!(big >= 20_000);
         let mut fired = 0;
-        timers.drain_due(u64::MAX, |_| fired += 1);
+        timers.drain_due(u64::MAX, |cb| fired += usize::from(take_for_run(&*cb)));
         assert_eq!(fired, 20_000);
         // The next look for a deadline moves past the empty bucket and trims it.
         let cb = timer(&timers);

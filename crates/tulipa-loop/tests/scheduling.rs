@@ -586,6 +586,47 @@ fn stats_counts_ready_callbacks_and_live_timers() {
     lp.close().unwrap();
 }
 
+/// A timer that fired together with another and was cancelled by it before running is not
+/// counted as live, does not run, and leaves the queue's books balanced.
+#[test]
+fn a_fired_timer_cancelled_by_an_earlier_one_is_skipped_and_not_counted() {
+    let lp = EventLoop::new_virtual().unwrap();
+    let ran = Rc::new(Cell::new(false));
+    let target: Rc<RefCell<Option<tulipa_loop::TimerHandle>>> = Rc::default();
+    let seen = Rc::new(Cell::new(None));
+    let when = lp.time() + Duration::from_millis(1);
+    // Equal deadlines: both fire in the same iteration, the first one first.
+    {
+        let (lp2, seen, target) = (lp.clone(), seen.clone(), target.clone());
+        lp.call_at(when, move || {
+            if let Some(t) = target.borrow_mut().take() {
+                t.cancel();
+            }
+            let s = lp2.stats();
+            seen.set(Some((s.timers, s.timer_heap)));
+        })
+        .unwrap();
+    }
+    let later = {
+        let ran = ran.clone();
+        lp.call_at(when, move || ran.set(true)).unwrap()
+    };
+    *target.borrow_mut() = Some(later);
+    lp.call_later(Duration::from_secs(60), || {}).unwrap();
+    lp.call_at(when + Duration::from_millis(5), {
+        let lp = lp.clone();
+        move || lp.stop()
+    })
+    .unwrap();
+    lp.run_forever().unwrap();
+    assert!(!ran.get());
+    // Inside the first timer: only the 60 s timer and the stopper are live or queued.
+    assert_eq!(seen.get(), Some((2, 2)));
+    let s = lp.stats();
+    assert_eq!((s.timers, s.timer_heap), (1, 1));
+    lp.close().unwrap();
+}
+
 struct Never;
 
 impl Completion for Never {
