@@ -188,6 +188,27 @@ fn fmt_rate(v: f64) -> String {
     }
 }
 
+/// The median over repetitions of Tulipa's `key` over this cell's in the same repetition (the
+/// two ran seconds apart, so slow drift of the machine cancels out); "–" for Tulipa itself.
+fn paired_ratio(cells: &[Cell], cell: &Cell, key: &str) -> String {
+    let Some(tulipa) = cells
+        .iter()
+        .find(|c| c.row == cell.row && c.server == "tulipa")
+    else {
+        return "–".to_string();
+    };
+    if cell.server == "tulipa" {
+        return "–".to_string();
+    }
+    let ratios: Vec<f64> = tulipa
+        .samples
+        .iter()
+        .zip(&cell.samples)
+        .filter_map(|(t, p)| Some(t[key].as_f64()? / p[key].as_f64()?.max(1e-9)))
+        .collect();
+    median(&ratios).map_or_else(|| "–".to_string(), |r| format!("{r:.2}×"))
+}
+
 /// Tulipa's median of `key` over this cell's, "–" for Tulipa itself.
 fn ratio(cells: &[Cell], cell: &Cell, key: &str) -> String {
     let tulipa = cells
@@ -261,8 +282,15 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             vec!["--idle".into(), o.idle.to_string()],
         );
     }
+    let per_row = o.servers.len();
     for rep in 1..=o.reps {
-        for cell in cells.iter_mut() {
+        // Within each row the servers take turns going first, so that none always runs right
+        // after a row change (or always last); a rep's cells of one row run back to back.
+        let order: Vec<usize> = (0..cells.len())
+            .map(|i| i - i % per_row + (i % per_row + rep - 1) % per_row)
+            .collect();
+        for &i in &order {
+            let cell = &mut cells[i];
             let mut cmd = command(&exe, pin.then_some("0"));
             cmd.args(["echo-server", &cell.server, "--lifetime", "120"]);
             let server = Server::start(cmd, &cell.server)?;
@@ -299,15 +327,15 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         .partition(|c| c.args.iter().any(|a| a == "--rate"));
     if !rates.is_empty() {
         println!();
-        println!("| messages | server | msgs/s (median) | min – max | round trip p50 / p99 | server CPU | Tulipa / peer (msgs/s) |");
-        println!("|---|---|---:|---:|---:|---:|---:|");
+        println!("| messages | server | msgs/s (median) | min – max | round trip p50 / p99 | server CPU | Tulipa / peer (msgs/s) | paired (median of per-rep ratios) |");
+        println!("|---|---|---:|---:|---:|---:|---:|---:|");
         for c in rates {
             let v = c.values("msgs_per_s");
             let (lo, hi) = v
                 .iter()
                 .fold((f64::MAX, 0.0f64), |(l, h), x| (l.min(*x), h.max(*x)));
             println!(
-                "| {} | {} | {} | {} – {} | {:.0} / {:.0} µs | {:.0} % | {} |",
+                "| {} | {} | {} | {} – {} | {:.0} / {:.0} µs | {:.0} % | {} | {} |",
                 c.row,
                 c.server,
                 fmt_rate(c.median("msgs_per_s").unwrap_or(0.0)),
@@ -316,7 +344,8 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
                 c.median("p50_us").unwrap_or(0.0),
                 c.median("p99_us").unwrap_or(0.0),
                 c.median("server_cpu").unwrap_or(0.0) * 100.0,
-                ratio(&cells, c, "msgs_per_s")
+                ratio(&cells, c, "msgs_per_s"),
+                paired_ratio(&cells, c, "msgs_per_s")
             );
         }
     }
