@@ -23,36 +23,59 @@ thread_local! {
     static REQUESTS: Cell<usize> = const { Cell::new(0) };
 }
 
-/// A task's "cancellation requested, not yet delivered" flag (asyncio's `_must_cancel`).
+/// A task's cancellation requests: how many are pending (asyncio's `_num_cancels_requested`,
+/// Python 3.11's `Task.cancelling()`) and whether one is not yet delivered (asyncio's
+/// `_must_cancel`), packed in one word to keep every task 8 bytes smaller.
 ///
-/// The thread counts the flags that are set, so that [`take_cancellation`], which every Tulipa
-/// awaitable calls at the start of every poll, answers "nothing pending" with one thread-local
-/// read instead of a look at the current task. A task's state never leaves its thread (it is
-/// `!Send`), so the flag is set, cleared and dropped on the thread that counts it.
-pub(crate) struct MustCancel(Cell<bool>);
+/// The thread counts the tasks whose "not yet delivered" flag is set, so that
+/// [`take_cancellation`], which every Tulipa awaitable calls at the start of every poll, answers
+/// "nothing pending" with one thread-local read instead of a look at the current task. A task's
+/// state never leaves its thread (it is `!Send`), so the flag is set, cleared and dropped on the
+/// thread that counts it.
+pub(crate) struct CancelRequests(Cell<u32>);
 
-impl MustCancel {
+/// The "not yet delivered" flag; the other bits count the requests.
+const MUST_CANCEL: u32 = 1 << 31;
+
+impl CancelRequests {
     pub(crate) fn new() -> Self {
-        MustCancel(Cell::new(false))
+        CancelRequests(Cell::new(0))
     }
 
-    pub(crate) fn set(&self, value: bool) {
-        if self.0.replace(value) != value {
+    /// The number of pending requests.
+    pub(crate) fn count(&self) -> u32 {
+        self.0.get() & !MUST_CANCEL
+    }
+
+    /// Sets the number of pending requests (saturating at 2^31 - 1).
+    pub(crate) fn set_count(&self, n: u32) {
+        self.0
+            .set((self.0.get() & MUST_CANCEL) | n.min(!MUST_CANCEL));
+    }
+
+    /// True when a request is waiting to be delivered.
+    pub(crate) fn must_cancel(&self) -> bool {
+        self.0.get() & MUST_CANCEL != 0
+    }
+
+    pub(crate) fn set_must_cancel(&self, value: bool) {
+        if self.must_cancel() != value {
+            self.0.set(self.0.get() ^ MUST_CANCEL);
             count(value);
         }
     }
 
-    /// Sets it to `value`, returning the old value.
-    pub(crate) fn replace(&self, value: bool) -> bool {
-        let old = self.0.get();
-        self.set(value);
+    /// Sets the "not yet delivered" flag to `value`, returning the old value.
+    pub(crate) fn replace_must_cancel(&self, value: bool) -> bool {
+        let old = self.must_cancel();
+        self.set_must_cancel(value);
         old
     }
 }
 
-impl Drop for MustCancel {
+impl Drop for CancelRequests {
     fn drop(&mut self) {
-        if self.0.get() {
+        if self.must_cancel() {
             count(false);
         }
     }

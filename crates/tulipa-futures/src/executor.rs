@@ -78,7 +78,7 @@ impl<T: Send + 'static> ConcurrentFuture<T> {
                 state: Mutex::new(CfState {
                     stage: Stage::Pending,
                     callbacks: Vec::new(),
-                    waiters: Waiters::None,
+                    waiters: Waiters::default(),
                 }),
                 cond: Condvar::new(),
             }),

@@ -11,7 +11,7 @@ use std::panic::Location;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use tulipa_loop::{Completion, DoneNotifier, EventLoop, ExceptionContext};
 
@@ -26,40 +26,111 @@ pub struct CallbackId(u64);
 
 type DoneCallback<T> = Box<dyn FnOnce(&Future<T>)>;
 
-pub(crate) enum State<T> {
-    Pending,
-    Done(Result<T>),
+/// Where a future is in its life. Waiters and callbacks only exist while it is pending, and the
+/// `retrieved` flag only once it is done, so each lives in its variant: the state of a
+/// `Future<u32>` is 32 bytes.
+pub(crate) enum State<T: 'static> {
+    /// Not done: who to wake and which done callbacks to schedule once it is.
+    Pending(Waiters<Callbacks<T>>),
+    Done {
+        result: Result<T>,
+        /// The error was read (by an await, `result`, `exception` or `take_result`), so dropping
+        /// the future does not report it as never retrieved.
+        retrieved: bool,
+    },
     /// Done with `Ok`, and the value was moved out by an await or `take_result`.
     Taken,
 }
 
-pub(crate) struct Slot<T: 'static> {
-    pub(crate) state: State<T>,
-    /// Who to wake when done (one awaiter is the common case: no allocation).
-    waiters: Waiters,
-    /// Done callbacks, allocated on first use: most futures (every task awaited directly) have none.
-    callbacks: Option<Box<Callbacks<T>>>,
-    retrieved: bool,
-}
-
+/// Done callbacks, kept in the waiters' side box: allocated on first use, as most futures (every
+/// task awaited directly) have none.
 pub(crate) struct Callbacks<T: 'static> {
     list: Vec<(u64, DoneCallback<T>)>,
     next_id: u64,
 }
 
-/// What cancelling means for this future.
-pub(crate) enum Kind {
-    Plain,
-    Task(TaskData),
-    /// Cancelling runs this instead (gather cancels its children).
-    Custom(Box<dyn Fn(Option<Arc<str>>) -> bool>),
+impl<T: 'static> Default for Callbacks<T> {
+    fn default() -> Self {
+        Callbacks {
+            list: Vec::new(),
+            next_id: 0,
+        }
+    }
 }
 
-pub(crate) struct Inner<T: 'static> {
+/// The part of a future that every kind has: its loop, its state and where it was created.
+pub(crate) struct Core<T: 'static> {
     pub(crate) lp: EventLoop,
-    pub(crate) slot: RefCell<Slot<T>>,
-    pub(crate) kind: Kind,
+    pub(crate) state: RefCell<State<T>>,
     pub(crate) created_at: &'static Location<'static>,
+}
+
+/// One future's allocation: the shared [`Core`], then what its kind adds. A plain future adds
+/// nothing (`K = ()`), a task its [`TaskData`], a gather its [`CustomCancel`]; so a plain future
+/// does not carry a task's fields. `repr(C)` puts the core first in every kind, so the arms of
+/// [`Future::core`] compute the same address and the optimizer can fold the match away.
+#[repr(C)]
+pub(crate) struct Inner<T: 'static, K: Kind> {
+    pub(crate) core: Core<T>,
+    pub(crate) kind: K,
+}
+
+/// What a kind of future adds to the [`Core`], and what cancelling it means.
+pub(crate) trait Kind: Sized + 'static {
+    /// The handle for a future of this kind.
+    fn wrap<T>(inner: Rc<Inner<T, Self>>) -> Ptr<T>;
+
+    /// Cancels it (asyncio's `cancel`); true if that will complete it.
+    fn cancel<T>(inner: Rc<Inner<T, Self>>, msg: Option<Arc<str>>) -> bool;
+
+    /// How a report of a never-retrieved error names it.
+    fn describe(&self) -> String {
+        "future".to_owned()
+    }
+}
+
+/// A plain future: cancelling it completes it with [`Error::Cancelled`].
+impl Kind for () {
+    fn wrap<T>(inner: Rc<Inner<T, Self>>) -> Ptr<T> {
+        Ptr::Plain(inner)
+    }
+
+    fn cancel<T>(inner: Rc<Inner<T, Self>>, msg: Option<Arc<str>>) -> bool {
+        inner.complete(Err(Error::Cancelled(Cancelled::new(msg))))
+    }
+}
+
+/// A future whose cancellation runs this instead (gather cancels its children).
+pub(crate) struct CustomCancel(Box<dyn Fn(Option<Arc<str>>) -> bool>);
+
+impl Kind for CustomCancel {
+    fn wrap<T>(inner: Rc<Inner<T, Self>>) -> Ptr<T> {
+        Ptr::Custom(inner)
+    }
+
+    fn cancel<T>(inner: Rc<Inner<T, Self>>, msg: Option<Arc<str>>) -> bool {
+        inner.core.is_pending() && (inner.kind.0)(msg)
+    }
+}
+
+/// A [`Future`]'s pointer to its allocation, which has one type per kind (16 bytes: the kind
+/// and the `Rc`). Each variant is a sized `Rc`, so it turns into `Rc<dyn CancelTarget>` (and a
+/// task's into `Rc<dyn TaskOps>`).
+pub(crate) enum Ptr<T: 'static> {
+    Plain(Rc<Inner<T, ()>>),
+    Task(Rc<Inner<T, TaskData>>),
+    Custom(Rc<Inner<T, CustomCancel>>),
+}
+
+/// Runs `$body` with `$inner` bound to the `Rc` of whichever kind `$ptr` points to.
+macro_rules! with_inner {
+    ($ptr:expr, $inner:ident => $body:expr) => {
+        match $ptr {
+            Ptr::Plain($inner) => $body,
+            Ptr::Task($inner) => $body,
+            Ptr::Custom($inner) => $body,
+        }
+    };
 }
 
 /// A result slot bound to a loop (asyncio's `Future`).
@@ -96,14 +167,17 @@ pub(crate) struct Inner<T: 'static> {
 /// ```
 #[must_use = "a future does nothing unless completed and awaited or inspected"]
 pub struct Future<T: 'static> {
-    pub(crate) inner: Rc<Inner<T>>,
+    pub(crate) ptr: Ptr<T>,
 }
 
 impl<T: 'static> Clone for Future<T> {
     fn clone(&self) -> Self {
-        Future {
-            inner: self.inner.clone(),
-        }
+        let ptr = match &self.ptr {
+            Ptr::Plain(i) => Ptr::Plain(i.clone()),
+            Ptr::Task(i) => Ptr::Task(i.clone()),
+            Ptr::Custom(i) => Ptr::Custom(i.clone()),
+        };
+        Future { ptr }
     }
 }
 
@@ -111,45 +185,48 @@ impl<T: 'static> Future<T> {
     /// A pending future on `lp` (asyncio's `loop.create_future()`).
     #[track_caller]
     pub fn new(lp: &EventLoop) -> Self {
-        Self::with_kind(lp.clone(), Kind::Plain, Location::caller())
+        Self::with_kind(lp.clone(), (), Location::caller())
     }
 
-    pub(crate) fn with_kind(
+    pub(crate) fn with_kind<K: Kind>(
         lp: EventLoop,
-        kind: Kind,
+        kind: K,
         created_at: &'static Location<'static>,
     ) -> Self {
         Future {
-            inner: Rc::new(Inner {
-                lp,
-                slot: RefCell::new(Slot {
-                    state: State::Pending,
-                    waiters: Waiters::None,
-                    callbacks: None,
-                    retrieved: false,
-                }),
-                kind,
-                created_at,
-            }),
+            ptr: K::wrap(Inner::new(lp, kind, created_at)),
         }
+    }
+
+    /// A pending future whose cancellation runs `cancel` instead (which returns whether that
+    /// will complete the future).
+    pub(crate) fn with_custom_cancel(
+        lp: EventLoop,
+        cancel: impl Fn(Option<Arc<str>>) -> bool + 'static,
+        created_at: &'static Location<'static>,
+    ) -> Self {
+        Self::with_kind(lp, CustomCancel(Box::new(cancel)), created_at)
+    }
+
+    /// The part of the future every kind shares.
+    #[inline]
+    pub(crate) fn core(&self) -> &Core<T> {
+        with_inner!(&self.ptr, i => &i.core)
     }
 
     /// The loop this future is bound to.
     pub fn get_loop(&self) -> &EventLoop {
-        &self.inner.lp
+        &self.core().lp
     }
 
     /// True once done (result, error or cancelled).
     pub fn done(&self) -> bool {
-        !matches!(self.inner.slot.borrow().state, State::Pending)
+        !self.core().is_pending()
     }
 
     /// True if done by cancellation.
     pub fn cancelled(&self) -> bool {
-        matches!(
-            self.inner.slot.borrow().state,
-            State::Done(Err(Error::Cancelled(_)))
-        )
+        self.core().is_cancelled()
     }
 
     /// Marks the future done with `value` and schedules its callbacks.
@@ -172,12 +249,12 @@ impl<T: 'static> Future<T> {
     }
 
     fn set_outcome(&self, r: Result<T>) -> Result<()> {
-        if matches!(self.inner.kind, Kind::Task(_)) {
+        if matches!(self.ptr, Ptr::Task(_)) {
             return Err(Error::InvalidState(
                 "a task's outcome is set by its own future",
             ));
         }
-        if self.inner.complete(r) {
+        if self.complete(r) {
             Ok(())
         } else {
             Err(Error::InvalidState("the future is already done"))
@@ -188,7 +265,8 @@ impl<T: 'static> Future<T> {
     /// and its callbacks are scheduled. Returns false when already done. For a task this is a
     /// cancellation *request*; see [`Task::cancel`](crate::Task::cancel).
     pub fn cancel(&self, msg: Option<&str>) -> bool {
-        self.inner.clone().cancel_target(msg.map(Arc::from))
+        let msg = msg.map(Arc::from);
+        with_inner!(&self.ptr, i => i.clone().cancel_target(msg))
     }
 
     /// A clone of the result.
@@ -201,15 +279,16 @@ impl<T: 'static> Future<T> {
     where
         T: Clone,
     {
-        let mut s = self.inner.slot.borrow_mut();
-        match &s.state {
-            State::Pending => Err(Error::InvalidState("the result is not ready")),
+        match &mut *self.core().state.borrow_mut() {
+            State::Pending(_) => Err(Error::InvalidState("the result is not ready")),
             State::Taken => Err(Error::InvalidState("the result was already taken")),
-            State::Done(Ok(v)) => Ok(v.clone()),
-            State::Done(Err(e)) => {
-                let e = e.clone();
-                s.retrieved = true;
-                Err(e)
+            State::Done { result: Ok(v), .. } => Ok(v.clone()),
+            State::Done {
+                result: Err(e),
+                retrieved,
+            } => {
+                *retrieved = true;
+                Err(e.clone())
             }
         }
     }
@@ -220,7 +299,7 @@ impl<T: 'static> Future<T> {
     ///
     /// As [`result`](Future::result).
     pub fn take_result(&self) -> Result<T> {
-        match self.inner.try_take() {
+        match self.core().try_take() {
             Some(r) => r,
             None => Err(Error::InvalidState("the result is not ready")),
         }
@@ -232,35 +311,35 @@ impl<T: 'static> Future<T> {
     ///
     /// [`Error::InvalidState`] while pending; [`Error::Cancelled`] when cancelled.
     pub fn exception(&self) -> Result<Option<Error>> {
-        let mut s = self.inner.slot.borrow_mut();
-        match &s.state {
-            State::Pending => Err(Error::InvalidState("the exception is not set yet")),
-            State::Done(Err(e @ Error::Cancelled(_))) => Err(e.clone()),
-            State::Done(Err(e)) => {
-                let e = e.clone();
-                s.retrieved = true;
-                Ok(Some(e))
+        match &mut *self.core().state.borrow_mut() {
+            State::Pending(_) => Err(Error::InvalidState("the exception is not set yet")),
+            State::Done {
+                result: Err(e @ Error::Cancelled(_)),
+                ..
+            } => Err(e.clone()),
+            State::Done {
+                result: Err(e),
+                retrieved,
+            } => {
+                *retrieved = true;
+                Ok(Some(e.clone()))
             }
-            State::Done(Ok(_)) | State::Taken => Ok(None),
+            State::Done { result: Ok(_), .. } | State::Taken => Ok(None),
         }
     }
 
     /// Adds a callback run with this future once it is done. It is always scheduled through the
     /// loop's `call_soon`, never called inline, even if the future is already done.
     pub fn add_done_callback(&self, f: impl FnOnce(&Future<T>) + 'static) -> CallbackId {
-        let mut s = self.inner.slot.borrow_mut();
-        if !matches!(s.state, State::Pending) {
+        let core = self.core();
+        let mut s = core.state.borrow_mut();
+        let State::Pending(waiters) = &mut *s else {
             drop(s);
-            self.inner.schedule_callback(self.clone(), Box::new(f));
+            core.schedule_callback(self.clone(), Box::new(f));
             // Already scheduled: nothing can remove it, so any id will do.
             return CallbackId(0);
-        }
-        let cbs = s.callbacks.get_or_insert_with(|| {
-            Box::new(Callbacks {
-                list: Vec::new(),
-                next_id: 0,
-            })
-        });
+        };
+        let cbs = waiters.extra_mut();
         cbs.next_id += 1;
         let id = cbs.next_id;
         cbs.list.push((id, Box::new(f)));
@@ -269,45 +348,87 @@ impl<T: 'static> Future<T> {
 
     /// Removes a done callback that has not been scheduled yet; returns whether it was found.
     pub fn remove_done_callback(&self, id: CallbackId) -> bool {
-        let removed = (|| {
-            let mut s = self.inner.slot.borrow_mut();
-            let cbs = s.callbacks.as_mut()?;
-            let pos = cbs.list.iter().position(|(i, _)| *i == id.0);
-            pos.map(|p| cbs.list.remove(p))
-        })();
+        let removed = {
+            let mut s = self.core().state.borrow_mut();
+            match &mut *s {
+                State::Pending(waiters) => waiters.existing_extra_mut().and_then(|cbs| {
+                    let pos = cbs.list.iter().position(|(i, _)| *i == id.0);
+                    pos.map(|p| cbs.list.remove(p))
+                }),
+                _ => None,
+            }
+        };
         removed.is_some()
     }
 
     /// Where the future (or task) was created.
     pub fn created_at(&self) -> &'static Location<'static> {
-        self.inner.created_at
+        self.core().created_at
     }
 
     /// True when both handles refer to the same future.
     pub fn ptr_eq(&self, other: &Future<T>) -> bool {
-        Rc::ptr_eq(&self.inner, &other.inner)
+        std::ptr::eq(self.core(), other.core())
+    }
+
+    /// Completes the future; false if it was already done. Wakes awaiters, schedules callbacks.
+    pub(crate) fn complete(&self, r: Result<T>) -> bool {
+        self.core().complete(r, || self.clone())
+    }
+
+    /// Awaiting: the outcome if done, else registers `cx` and records this future as what the
+    /// current task waits on.
+    pub(crate) fn poll_outcome(&self, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        if let Some(e) = cancel::take_cancellation() {
+            return Poll::Ready(Err(e));
+        }
+        if let Some(r) = self.core().take_or_register(cx.waker()) {
+            return Poll::Ready(r);
+        }
+        let target: Rc<dyn CancelTarget> = with_inner!(&self.ptr, i => i.clone());
+        cancel::waiting_on(target);
+        Poll::Pending
     }
 }
 
-impl<T: 'static> Inner<T> {
-    /// Completes the future; false if it was already done. Wakes awaiters, schedules callbacks.
+impl<T: 'static, K: Kind> Inner<T, K> {
+    pub(crate) fn new(lp: EventLoop, kind: K, created_at: &'static Location<'static>) -> Rc<Self> {
+        Rc::new(Inner {
+            core: Core {
+                lp,
+                state: RefCell::new(State::Pending(Waiters::default())),
+                created_at,
+            },
+            kind,
+        })
+    }
+
+    /// As [`Future::complete`], for whoever holds the typed `Rc` (a task's own future).
     pub(crate) fn complete(self: &Rc<Self>, r: Result<T>) -> bool {
-        let (waiters, callbacks) = {
-            let mut s = self.slot.borrow_mut();
-            if !matches!(s.state, State::Pending) {
+        self.core.complete(r, || Future {
+            ptr: K::wrap(self.clone()),
+        })
+    }
+}
+
+impl<T: 'static> Core<T> {
+    /// Completes the future; false if it was already done. Wakes awaiters, then schedules the
+    /// callbacks with the handle `me` makes (only called when there are callbacks).
+    fn complete(&self, r: Result<T>, me: impl FnOnce() -> Future<T>) -> bool {
+        let waiters = {
+            let mut s = self.state.borrow_mut();
+            let State::Pending(waiters) = &mut *s else {
                 return false;
-            }
-            s.state = State::Done(r);
-            (
-                std::mem::take(&mut s.waiters),
-                std::mem::take(&mut s.callbacks),
-            )
-        };
-        waiters.wake_all();
-        if let Some(callbacks) = callbacks.filter(|c| !c.list.is_empty()) {
-            let me = Future {
-                inner: self.clone(),
             };
+            let waiters = std::mem::take(waiters);
+            *s = State::Done {
+                result: r,
+                retrieved: false,
+            };
+            waiters
+        };
+        if let Some(callbacks) = waiters.wake_all().filter(|c| !c.list.is_empty()) {
+            let me = me();
             for (_, cb) in callbacks.list {
                 self.schedule_callback(me.clone(), cb);
             }
@@ -323,64 +444,78 @@ impl<T: 'static> Inner<T> {
 
     /// Moves the outcome out if done.
     pub(crate) fn try_take(&self) -> Option<Result<T>> {
-        let mut s = self.slot.borrow_mut();
-        match std::mem::replace(&mut s.state, State::Taken) {
-            State::Pending => {
-                s.state = State::Pending;
-                None
-            }
-            State::Taken => Some(Err(Error::InvalidState("the result was already taken"))),
-            State::Done(Ok(v)) => Some(Ok(v)),
-            State::Done(Err(e)) => {
-                s.retrieved = true;
-                s.state = State::Done(Err(e.clone()));
-                Some(Err(e))
-            }
+        let mut s = self.state.borrow_mut();
+        if matches!(*s, State::Pending(_)) {
+            return None;
         }
+        Some(Self::take_done(&mut s))
     }
 
-    pub(crate) fn poll_outcome(self: &Rc<Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
-        if let Some(e) = cancel::take_cancellation() {
-            return Poll::Ready(Err(e));
+    /// Moves the outcome out if done, else registers `w` to be woken when it is: one borrow for
+    /// the whole of an await's poll.
+    fn take_or_register(&self, w: &Waker) -> Option<Result<T>> {
+        let mut s = self.state.borrow_mut();
+        if let State::Pending(waiters) = &mut *s {
+            waiters.register(w);
+            return None;
         }
-        if let Some(r) = self.try_take() {
-            return Poll::Ready(r);
+        Some(Self::take_done(&mut s))
+    }
+
+    /// The outcome of a future that is done: the value is moved out, an error is cloned and
+    /// marked retrieved.
+    fn take_done(s: &mut State<T>) -> Result<T> {
+        match std::mem::replace(s, State::Taken) {
+            State::Done { result: Ok(v), .. } => Ok(v),
+            State::Done { result: Err(e), .. } => {
+                *s = State::Done {
+                    result: Err(e.clone()),
+                    retrieved: true,
+                };
+                Err(e)
+            }
+            State::Taken => Err(Error::InvalidState("the result was already taken")),
+            pending @ State::Pending(_) => {
+                *s = pending;
+                Err(Error::InvalidState("the result is not ready"))
+            }
         }
-        self.slot.borrow_mut().waiters.register(cx.waker());
-        cancel::waiting_on(self.clone());
-        Poll::Pending
     }
 
     /// Registers `cx` to be woken when done; true if already done. Takes nothing.
     pub(crate) fn poll_done(&self, cx: &mut Context<'_>) -> bool {
-        let mut s = self.slot.borrow_mut();
-        if matches!(s.state, State::Pending) {
-            s.waiters.register(cx.waker());
-            false
-        } else {
-            true
+        match &mut *self.state.borrow_mut() {
+            State::Pending(waiters) => {
+                waiters.register(cx.waker());
+                false
+            }
+            _ => true,
         }
     }
-}
 
-impl<T: 'static> CancelTarget for Inner<T> {
-    fn cancel_target(self: Rc<Self>, msg: Option<Arc<str>>) -> bool {
-        match &self.kind {
-            Kind::Plain => self.complete(Err(Error::Cancelled(Cancelled::new(msg)))),
-            Kind::Task(td) => td.request_cancel(self.is_pending(), msg),
-            Kind::Custom(f) => self.is_pending() && f(msg),
-        }
-    }
-}
-
-impl<T: 'static> Inner<T> {
     /// Done with an error other than cancellation (does not mark it retrieved).
     pub(crate) fn has_error(&self) -> bool {
-        matches!(&self.slot.borrow().state, State::Done(Err(e)) if !e.is_cancelled())
+        matches!(&*self.state.borrow(), State::Done { result: Err(e), .. } if !e.is_cancelled())
     }
 
     pub(crate) fn is_pending(&self) -> bool {
-        matches!(self.slot.borrow().state, State::Pending)
+        matches!(*self.state.borrow(), State::Pending(_))
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        matches!(
+            *self.state.borrow(),
+            State::Done {
+                result: Err(Error::Cancelled(_)),
+                ..
+            }
+        )
+    }
+}
+
+impl<T: 'static, K: Kind> CancelTarget for Inner<T, K> {
+    fn cancel_target(self: Rc<Self>, msg: Option<Arc<str>>) -> bool {
+        K::cancel(self, msg)
     }
 }
 
@@ -392,7 +527,7 @@ impl<T: 'static> std::future::Future for Future<T> {
     /// Cancel-safe: a cancellation of the awaiting task is delivered before the outcome is
     /// touched, so the value stays in the future.
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
-        self.inner.poll_outcome(cx)
+        self.poll_outcome(cx)
     }
 }
 
@@ -402,7 +537,7 @@ impl<T: 'static> Completion for Future<T> {
         self.add_done_callback(move |_| done.notify());
     }
     fn take_output(&mut self) -> Option<Result<T>> {
-        self.inner.try_take()
+        self.core().try_take()
     }
 }
 
@@ -410,46 +545,76 @@ impl<T: 'static> Completion for Future<T> {
 impl<T: 'static> Future<T> {
     /// Done callbacks registered and not yet run.
     pub(crate) fn callback_count(&self) -> usize {
-        self.inner
-            .slot
-            .borrow()
-            .callbacks
-            .as_ref()
-            .map_or(0, |c| c.list.len())
+        match &*self.core().state.borrow() {
+            State::Pending(waiters) => waiters.existing_extra().map_or(0, |c| c.list.len()),
+            _ => 0,
+        }
     }
 }
 
 impl<T: 'static> fmt::Debug for Future<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = self.inner.slot.borrow();
-        let state = match &s.state {
-            State::Pending => "pending",
-            State::Done(Ok(_)) | State::Taken => "finished",
-            State::Done(Err(Error::Cancelled(_))) => "cancelled",
-            State::Done(Err(_)) => "failed",
+        let core = self.core();
+        let state = match &*core.state.borrow() {
+            State::Pending(_) => "pending",
+            State::Done { result: Ok(_), .. } | State::Taken => "finished",
+            State::Done {
+                result: Err(Error::Cancelled(_)),
+                ..
+            } => "cancelled",
+            State::Done { result: Err(_), .. } => "failed",
         };
         f.debug_struct("Future")
             .field("state", &state)
-            .field("created_at", &format_args!("{}", self.inner.created_at))
+            .field("created_at", &format_args!("{}", core.created_at))
             .finish()
     }
 }
 
-impl<T: 'static> Drop for Inner<T> {
+impl<T: 'static, K: Kind> Drop for Inner<T, K> {
     fn drop(&mut self) {
-        let s = self.slot.get_mut();
-        if let State::Done(Err(e)) = &s.state {
-            if !s.retrieved && !e.is_cancelled() {
-                let what = match &self.kind {
-                    Kind::Task(td) => format!("task '{}'", td.name()),
-                    _ => "future".to_owned(),
-                };
+        let core = &mut self.core;
+        if let State::Done {
+            result: Err(e),
+            retrieved: false,
+        } = core.state.get_mut()
+        {
+            if !e.is_cancelled() {
+                let what = self.kind.describe();
                 let ctx = ExceptionContext::new(format!("{what}: exception was never retrieved"))
                     .with_error(e.clone())
-                    .with_location(self.created_at)
+                    .with_location(core.created_at)
                     .with_source(what);
-                self.lp.call_exception_handler(ctx);
+                core.lp.call_exception_handler(ctx);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::mem::size_of;
+
+    use super::*;
+
+    /// The bytes glibc's malloc hands out for an `Rc<X>`: the value plus the two counts, plus
+    /// the chunk header, rounded up to 16 (at least 32).
+    fn rc_chunk<X>() -> usize {
+        ((size_of::<X>() + 16 + 8).div_ceil(16) * 16).max(32)
+    }
+
+    #[test]
+    fn future_and_task_allocations_stay_small() {
+        // A regression here costs every future (or task) of every program; see the layout notes
+        // on `State`, `Inner` and `TaskData`.
+        assert!(size_of::<State<u32>>() <= 32, "{}", size_of::<State<u32>>());
+        assert!(size_of::<Future<u32>>() <= 16);
+        let plain = size_of::<Inner<u32, ()>>();
+        assert!(plain <= 56, "plain future inner: {plain} B");
+        assert!(rc_chunk::<Inner<u32, ()>>() <= 80);
+        assert!(rc_chunk::<Inner<(), ()>>() <= 80);
+        let task = size_of::<Inner<u32, TaskData>>();
+        assert!(task <= 120, "task inner: {task} B");
+        assert!(rc_chunk::<Inner<u32, TaskData>>() <= 144);
     }
 }

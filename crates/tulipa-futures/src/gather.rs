@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tulipa_loop::EventLoop;
 
 use crate::error::{Cancelled, Error, Result};
-use crate::future::{Future, Kind};
+use crate::future::Future;
 
 /// Runs the futures (or tasks) concurrently and returns a future of all their values, in the
 /// order given (asyncio's `gather`).
@@ -41,12 +41,12 @@ pub fn gather<T: 'static>(
     let outer = gather_inner(fs, false, Location::caller())?;
     // Present `Vec<Result<T>>` as `Vec<T>`: with `return_exceptions` off every slot is `Ok`.
     let lp = outer.get_loop().clone();
-    let plain: Future<Vec<T>> = Future::with_kind(
+    let plain: Future<Vec<T>> = Future::with_custom_cancel(
         lp,
-        Kind::Custom({
+        {
             let o = outer.clone();
-            Box::new(move |msg| o.cancel(msg.as_deref()))
-        }),
+            move |msg| o.cancel(msg.as_deref())
+        },
         Location::caller(),
     );
     let p2 = plain.clone();
@@ -86,12 +86,12 @@ fn gather_inner<T: 'static>(
         None => EventLoop::running()?,
     };
     let cancel_requested = Rc::new(Cell::new(false));
-    let outer: Future<Vec<Result<T>>> = Future::with_kind(
+    let outer: Future<Vec<Result<T>>> = Future::with_custom_cancel(
         lp,
-        Kind::Custom({
+        {
             let children = children.clone();
             let requested = cancel_requested.clone();
-            Box::new(move |msg: Option<Arc<str>>| {
+            move |msg: Option<Arc<str>>| {
                 let mut any = false;
                 for c in &children {
                     any |= c.cancel(msg.as_deref());
@@ -100,8 +100,8 @@ fn gather_inner<T: 'static>(
                     requested.set(true);
                 }
                 any
-            })
-        }),
+            }
+        },
         at,
     );
     if children.is_empty() {

@@ -47,7 +47,7 @@ impl<T: 'static> Source<Result<T>> for FutureSource<T> {
         let Some(f) = &self.fut else {
             return Poll::Ready(None);
         };
-        if !f.inner.poll_done(cx) {
+        if !f.core().poll_done(cx) {
             return Poll::Pending;
         }
         let r = f.take_result();

@@ -10,7 +10,7 @@
 //! `Err(Cancelled)` from its next Tulipa await and can clean up) or [`Task::abort`] (Rust's way:
 //! the future is dropped).
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::fmt;
 use std::ops::Deref;
 use std::panic::{self, AssertUnwindSafe, Location};
@@ -26,22 +26,24 @@ use tulipa_loop::{Completion, DoneNotifier, EventLoop};
 
 use crate::cancel::{self, CancelTarget};
 use crate::error::{Cancelled, Error, Result};
-use crate::future::{Future, Inner, Kind, State};
+use crate::future::{Future, Inner, Kind, Ptr};
 use crate::registry;
 
 static NEXT_TASK: AtomicU64 = AtomicU64::new(1);
 
-/// The task half of a future's state (asyncio's `Task` attributes).
+/// What a task adds to a future (asyncio's `Task` attributes): the `kind` of the task's
+/// [`Inner`], so plain futures do not carry it. 64 bytes: keep it so (a test in `future.rs`
+/// checks), every pending task pays for each word.
 pub(crate) struct TaskData {
     id: u64,
     /// Name and cancel message: rarely set, so kept out of line.
-    extra: RefCell<Option<Box<TaskExtra>>>,
-    cancels_requested: Cell<u32>,
-    must_cancel: cancel::MustCancel,
+    extra: Cell<Option<Box<TaskExtra>>>,
+    /// How many cancellation requests are pending, and whether one is yet to be delivered.
+    cancels: cancel::CancelRequests,
+    registry_slot: Cell<u32>,
     waker: Cell<Option<Waker>>,
     waiting_on: Cell<Option<Rc<dyn CancelTarget>>>,
     handle: Cell<Option<async_task::Task<()>>>,
-    registry_slot: Cell<u32>,
 }
 
 #[derive(Default)]
@@ -54,13 +56,12 @@ impl TaskData {
     fn new() -> Self {
         TaskData {
             id: NEXT_TASK.fetch_add(1, Ordering::Relaxed),
-            extra: RefCell::new(None),
-            cancels_requested: Cell::new(0),
-            must_cancel: cancel::MustCancel::new(),
+            extra: Cell::new(None),
+            cancels: cancel::CancelRequests::new(),
+            registry_slot: Cell::new(u32::MAX),
             waker: Cell::new(None),
             waiting_on: Cell::new(None),
             handle: Cell::new(None),
-            registry_slot: Cell::new(u32::MAX),
         }
     }
 
@@ -69,26 +70,34 @@ impl TaskData {
         self.handle.take()
     }
 
+    /// Reads the out-of-line attributes (a `Cell`, not a `RefCell`: 8 bytes smaller).
+    fn with_extra<R>(&self, f: impl FnOnce(&Option<Box<TaskExtra>>) -> R) -> R {
+        let extra = self.extra.take();
+        let r = f(&extra);
+        self.extra.set(extra);
+        r
+    }
+
+    /// Changes the out-of-line attributes, allocating them on first use.
+    fn update_extra(&self, f: impl FnOnce(&mut TaskExtra)) {
+        let mut extra = self.extra.take().unwrap_or_default();
+        f(&mut extra);
+        self.extra.set(Some(extra));
+    }
+
     pub(crate) fn name(&self) -> String {
-        match self.extra.borrow().as_ref().and_then(|e| e.name.clone()) {
+        match self.with_extra(|e| e.as_ref().and_then(|e| e.name.clone())) {
             Some(n) => n,
             None => format!("Task-{}", self.id),
         }
     }
 
     fn set_name(&self, name: String) {
-        self.extra
-            .borrow_mut()
-            .get_or_insert_with(Default::default)
-            .name = Some(name);
+        self.update_extra(|e| e.name = Some(name));
     }
 
     fn cancelled_error(&self) -> Error {
-        let msg = self
-            .extra
-            .borrow()
-            .as_ref()
-            .and_then(|e| e.cancel_msg.clone());
+        let msg = self.with_extra(|e| e.as_ref().and_then(|e| e.cancel_msg.clone()));
         Error::Cancelled(Cancelled::new(msg))
     }
 
@@ -98,7 +107,8 @@ impl TaskData {
         if !pending {
             return false;
         }
-        self.cancels_requested.set(self.cancels_requested.get() + 1);
+        self.cancels
+            .set_count(self.cancels.count().saturating_add(1));
         let waiting_on = self.waiting_on.take();
         if let Some(target) = waiting_on {
             let forwarded = target.clone().cancel_target(msg.clone());
@@ -112,12 +122,9 @@ impl TaskData {
                 return true;
             }
         }
-        self.must_cancel.set(true);
-        if msg.is_some() || self.extra.borrow().is_some() {
-            self.extra
-                .borrow_mut()
-                .get_or_insert_with(Default::default)
-                .cancel_msg = msg;
+        self.cancels.set_must_cancel(true);
+        if msg.is_some() || self.with_extra(Option::is_some) {
+            self.update_extra(|e| e.cancel_msg = msg);
         }
         let waker = self.waker.take();
         if let Some(w) = waker {
@@ -139,7 +146,7 @@ pub(crate) trait TaskOps {
 
     fn take_pending_cancel(&self) -> Option<Error> {
         let d = self.data();
-        if d.must_cancel.replace(false) {
+        if d.cancels.replace_must_cancel(false) {
             Some(d.cancelled_error())
         } else {
             None
@@ -152,44 +159,54 @@ pub(crate) trait TaskOps {
     }
 }
 
-impl<T: 'static> TaskOps for Inner<T> {
+/// A task: cancelling it is a request (see [`Task::cancel`]).
+impl Kind for TaskData {
+    fn wrap<T>(inner: Rc<Inner<T, Self>>) -> Ptr<T> {
+        Ptr::Task(inner)
+    }
+
+    fn cancel<T>(inner: Rc<Inner<T, Self>>, msg: Option<Arc<str>>) -> bool {
+        inner.kind.request_cancel(inner.core.is_pending(), msg)
+    }
+
+    fn describe(&self) -> String {
+        format!("task '{}'", self.name())
+    }
+}
+
+impl<T: 'static> TaskOps for Inner<T, TaskData> {
     fn data(&self) -> &TaskData {
-        match &self.kind {
-            Kind::Task(td) => td,
-            _ => unreachable_task(),
-        }
+        &self.kind
     }
     fn is_done(&self) -> bool {
-        !self.is_pending()
+        !self.core.is_pending()
     }
     fn is_cancelled(&self) -> bool {
-        matches!(
-            self.slot.borrow().state,
-            State::Done(Err(Error::Cancelled(_)))
-        )
+        self.core.is_cancelled()
     }
     fn cancel_dyn(self: Rc<Self>, msg: Option<Arc<str>>) -> bool {
         self.cancel_target(msg)
     }
     fn loop_of(&self) -> &EventLoop {
-        &self.lp
+        &self.core.lp
     }
     fn poll_done_dyn(&self, cx: &mut Context<'_>) -> bool {
-        self.poll_done(cx)
+        self.core.poll_done(cx)
     }
 }
 
-/// Only tasks are ever turned into `TaskOps` (see `spawn_inner`), so this cannot be reached.
-#[cold]
-fn unreachable_task() -> ! {
-    unreachable!("TaskOps is only implemented for task futures")
-}
-
-fn task_data<T>(inner: &Inner<T>) -> &TaskData {
-    match &inner.kind {
-        Kind::Task(td) => td,
+/// The task behind a [`Task`] handle.
+fn task_inner<T>(fut: &Future<T>) -> &Rc<Inner<T, TaskData>> {
+    match &fut.ptr {
+        Ptr::Task(inner) => inner,
         _ => unreachable_task(),
     }
+}
+
+/// A [`Task`] is only made by `spawn_inner`, around a task's future, so this cannot be reached.
+#[cold]
+fn unreachable_task() -> ! {
+    unreachable!("a Task handle always holds a task's future")
 }
 
 pin_project! {
@@ -205,12 +222,12 @@ pin_project! {
 }
 
 struct FinishGuard<T: 'static> {
-    inner: Rc<Inner<T>>,
+    inner: Rc<Inner<T, TaskData>>,
 }
 
 impl<T: 'static> FinishGuard<T> {
     fn finish(&self, r: Result<T>) {
-        let td = task_data(&self.inner);
+        let td = &self.inner.kind;
         drop(td.waker.take());
         drop(td.waiting_on.take());
         registry::remove(td.registry_slot.get());
@@ -221,7 +238,7 @@ impl<T: 'static> FinishGuard<T> {
 impl<T: 'static> Drop for FinishGuard<T> {
     fn drop(&mut self) {
         // Dropped before completing: aborted, or its loop closed with the task pending.
-        if self.inner.is_pending() {
+        if self.inner.core.is_pending() {
             self.finish(Err(Error::cancelled(Some("the task was aborted"))));
         }
     }
@@ -237,7 +254,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let mut this = self.project();
         let inner = &this.guard.inner;
-        let td = task_data(inner);
+        let td = &inner.kind;
         // Kept for `cancel`, which must be able to wake the task; one clone per task.
         let (waker, first_step) = match td.waker.take() {
             Some(w) => (w, false),
@@ -245,7 +262,7 @@ where
         };
         td.waker.set(Some(waker));
         drop(td.waiting_on.take());
-        if first_step && td.must_cancel.replace(false) {
+        if first_step && td.cancels.replace_must_cancel(false) {
             // Cancelled before it ever ran: asyncio throws the CancelledError into the coroutine
             // before its first line, so none of it runs. Here the future is dropped unpolled.
             this.fut.set(None);
@@ -262,7 +279,7 @@ where
         let outcome = match polled {
             Ok(Poll::Pending) => return Poll::Pending,
             Ok(Poll::Ready(Ok(v))) => {
-                if td.must_cancel.replace(false) {
+                if td.cancels.replace_must_cancel(false) {
                     // Cancelled during its last step and never awaited again (asyncio does this).
                     Err(td.cancelled_error())
                 } else {
@@ -387,10 +404,9 @@ where
     T: 'static,
 {
     registry::hook_loop(lp);
-    let future = Future::with_kind(lp.clone(), Kind::Task(TaskData::new()), at);
-    let inner = future.inner.clone();
+    let inner = Inner::new(lp.clone(), TaskData::new(), at);
     let weak: std::rc::Weak<dyn TaskOps> = Rc::downgrade(&inner) as std::rc::Weak<dyn TaskOps>;
-    let td = task_data(&inner);
+    let td = &inner.kind;
     td.registry_slot.set(registry::insert(weak));
     let scheduler = Scheduler::new(lp);
     let wrapped = TaskFuture {
@@ -402,12 +418,16 @@ where
     let (runnable, handle) = async_task::spawn_local(wrapped, move |r| scheduler.schedule(r));
     td.handle.set(Some(handle));
     rt::push_runnable(lp, runnable);
-    Task { fut: future }
+    Task {
+        fut: Future {
+            ptr: Ptr::Task(inner),
+        },
+    }
 }
 
 impl<T: 'static> Task<T> {
     fn data(&self) -> &TaskData {
-        task_data(&self.fut.inner)
+        &task_inner(&self.fut).kind
     }
 
     /// A number unique to this task in the process.
@@ -441,7 +461,7 @@ impl<T: 'static> Task<T> {
 
     /// The number of pending cancellation requests (Python 3.11's `Task.cancelling`).
     pub fn cancelling(&self) -> u32 {
-        self.data().cancels_requested.get()
+        self.data().cancels.count()
     }
 
     /// Decrements the pending cancellation requests and returns the new count (Python 3.11's
@@ -460,16 +480,16 @@ impl<T: 'static> Task<T> {
     /// A type-erased handle to this task.
     pub fn as_task_ref(&self) -> TaskRef {
         TaskRef {
-            ops: self.fut.inner.clone(),
+            ops: task_inner(&self.fut).clone(),
         }
     }
 }
 
 fn uncancel(d: &TaskData) -> u32 {
-    let n = d.cancels_requested.get().saturating_sub(1);
-    d.cancels_requested.set(n);
+    let n = d.cancels.count().saturating_sub(1);
+    d.cancels.set_count(n);
     if n == 0 {
-        d.must_cancel.set(false);
+        d.cancels.set_must_cancel(false);
     }
     n
 }
@@ -483,7 +503,7 @@ impl<T: 'static> std::future::Future for Task<T> {
     /// cancelled (and the awaited task is cancelled too, as in asyncio; use
     /// [`shield`](crate::shield) to prevent that).
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
-        self.fut.inner.poll_outcome(cx)
+        self.fut.poll_outcome(cx)
     }
 }
 
@@ -499,11 +519,11 @@ impl<T: 'static> Completion for Task<T> {
 
 impl<T: 'static> fmt::Debug for Task<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let td = task_data(&self.fut.inner);
+        let td = self.data();
         f.debug_struct("Task")
             .field("name", &td.name())
             .field("future", &self.fut)
-            .field("cancelling", &td.cancels_requested.get())
+            .field("cancelling", &td.cancels.count())
             .finish()
     }
 }
@@ -533,7 +553,7 @@ impl TaskRef {
     }
     /// As [`Task::cancelling`].
     pub fn cancelling(&self) -> u32 {
-        self.ops.data().cancels_requested.get()
+        self.ops.data().cancels.count()
     }
     /// As [`Task::uncancel`].
     pub fn uncancel(&self) -> u32 {

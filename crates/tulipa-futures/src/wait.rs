@@ -46,7 +46,7 @@ fn satisfied<T>(fs: &[Future<T>], when: ReturnWhen) -> bool {
         ReturnWhen::FirstCompleted => fs.iter().any(Future::done),
         ReturnWhen::AllCompleted => fs.iter().all(Future::done),
         ReturnWhen::FirstException => {
-            fs.iter().all(Future::done) || fs.iter().any(|f| f.inner.has_error())
+            fs.iter().all(Future::done) || fs.iter().any(|f| f.core().has_error())
         }
     }
 }
@@ -109,7 +109,7 @@ pub async fn wait<T: 'static>(
                 pending.set(pending.get() - 1);
                 let fire = pending.get() == 0
                     || return_when == ReturnWhen::FirstCompleted
-                    || (return_when == ReturnWhen::FirstException && f.inner.has_error());
+                    || (return_when == ReturnWhen::FirstException && f.core().has_error());
                 if fire {
                     let _ = w.set_result(());
                 }
