@@ -552,8 +552,8 @@ impl EventLoop {
     /// signal replaces the first.
     ///
     /// Only a loop on the process's main thread may add signal handlers (as in asyncio), so that
-    /// one loop owns each signal. After the handler is removed, the process-wide hook installed by
-    /// `signal-hook` stays and the signal is ignored rather than restored to its default action.
+    /// one loop owns each signal. Removing the handler, or closing the loop, gives the signal its
+    /// default action back (see [`remove_signal_handler`](EventLoop::remove_signal_handler)).
     ///
     /// # Errors
     ///
@@ -594,6 +594,11 @@ impl EventLoop {
     }
 
     /// Removes the handler of `sig`; returns whether there was one.
+    ///
+    /// As asyncio does (`SIG_DFL`), the signal then has its default action again: a SIGINT or
+    /// SIGTERM that arrives later ends the process, a SIGCHLD is ignored. That holds whatever
+    /// handled the signal before [`add_signal_handler`](EventLoop::add_signal_handler).
+    /// (`signal-hook`'s process-wide handler stays installed and emulates the default action.)
     ///
     /// # Errors
     ///

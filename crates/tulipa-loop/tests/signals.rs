@@ -9,11 +9,15 @@
 //! `main` runs each test in turn on the main thread and ends with the plain "N passed, M failed"
 //! line; it exits non-zero if any test failed.
 //!
-//! Signals are sent with `signal_hook::low_level::raise`. A signal whose handler was removed stays
-//! ignored (the process-wide hook remains), so raising it again is harmless.
+//! Signals are sent with `signal_hook::low_level::raise`. Removing a handler (or closing its loop)
+//! gives the signal its default action back, which for SIGUSR1, SIGUSR2 and SIGINT terminates the
+//! process: the tests that raise a signal after that run the scenario in a child process (this
+//! binary again, with `TULIPA_SIGNAL_CHILD` set) and check how the child ended.
 
 use std::cell::{Cell, RefCell};
+use std::os::unix::process::ExitStatusExt;
 use std::panic::{self, AssertUnwindSafe};
+use std::process::{Command, ExitStatus};
 use std::rc::Rc;
 use std::sync::mpsc;
 use std::thread;
@@ -179,23 +183,65 @@ fn remove_signal_handler_returns_true_then_false() {
     lp.close().unwrap();
 }
 
-fn removed_handler_is_not_called_and_the_signal_stays_ignored() {
+/// Set in the environment of a child run of this binary: which scenario it plays.
+const CHILD_ENV: &str = "TULIPA_SIGNAL_CHILD";
+
+/// The child's side: installs a handler for `sig`, then keeps it, removes it or closes the loop,
+/// then raises `sig`. It returns (and the child exits with 0) only if the signal did not end it.
+fn child_scenario(scenario: &str) {
+    let (what, sig) = scenario.split_once(':').expect("scenario is WHAT:SIGNAL");
+    let sig: i32 = sig.parse().expect("a signal number");
+    let lp = EventLoop::new().unwrap();
+    // Were this handler still called, the child would exit with 3 on the loop run below.
+    lp.add_signal_handler(sig, || std::process::exit(3))
+        .unwrap();
+    match what {
+        "keep" => {}
+        "remove" => assert!(lp.remove_signal_handler(sig).unwrap()),
+        "close" => lp.close().unwrap(),
+        other => panic!("unknown scenario {other}"),
+    }
+    raise(sig).unwrap();
+    if !lp.is_closed() {
+        // Runs the handler if it is still installed (bounded, should nothing arrive).
+        run_at_most(&lp, LIMIT);
+        lp.close().unwrap();
+    }
+}
+
+fn run_child(scenario: &str) -> ExitStatus {
+    Command::new(std::env::current_exe().unwrap())
+        .env(CHILD_ENV, scenario)
+        .status()
+        .unwrap()
+}
+
+fn removing_the_handler_restores_the_default_action() {
+    // Control: while the handler is installed the signal is caught and the handler runs.
+    let kept = run_child(&format!("keep:{SIGUSR2}"));
+    assert_eq!(kept.code(), Some(3), "{kept:?}");
+    // asyncio's remove_signal_handler puts SIG_DFL back: the default action ends the process.
+    for sig in [SIGUSR2, SIGINT] {
+        let removed = run_child(&format!("remove:{sig}"));
+        assert_eq!(removed.signal(), Some(sig), "{removed:?}");
+    }
+    let closed = run_child(&format!("close:{SIGUSR1}"));
+    assert_eq!(closed.signal(), Some(SIGUSR1), "{closed:?}");
+}
+
+fn removed_handler_is_not_called() {
     let lp = EventLoop::new().unwrap();
     let calls = Rc::new(Cell::new(0));
     let c = calls.clone();
     lp.add_signal_handler(SIGUSR2, move || c.set(c.get() + 1))
         .unwrap();
+    // Both arrive before the loop runs: the removed handler's queued wake-up must not run it.
+    raise(SIGUSR2).unwrap();
     assert!(lp.remove_signal_handler(SIGUSR2).unwrap());
-    // A second signal that stops the loop. Both are delivered (into their wake-up pipes)
-    // before `raise` returns, so a SIGUSR2 handler still listening would be seen by the same
-    // poll that sees SIGUSR1.
     let lp2 = lp.clone();
     lp.add_signal_handler(SIGUSR1, move || lp2.stop()).unwrap();
-    raise(SIGUSR2).unwrap(); // would terminate the process if its default action were back
     raise(SIGUSR1).unwrap();
     run_at_most(&lp, LIMIT);
-    lp.stop();
-    lp.run_forever().unwrap();
     assert_eq!(calls.get(), 0);
     lp.remove_signal_handler(SIGUSR1).unwrap();
     lp.close().unwrap();
@@ -211,7 +257,6 @@ fn close_drops_signal_handlers() {
     .unwrap();
     lp.close().unwrap();
     assert!(dropped.get());
-    raise(SIGUSR1).unwrap(); // nobody listens; still ignored
     assert!(matches!(lp.remove_signal_handler(SIGUSR1), Ok(false)));
     assert!(matches!(
         lp.add_signal_handler(SIGUSR1, || {}),
@@ -325,6 +370,10 @@ fn sigint_handler_replaces_the_default_action() {
 }
 
 fn main() {
+    if let Ok(scenario) = std::env::var(CHILD_ENV) {
+        child_scenario(&scenario);
+        return;
+    }
     let tests: &[(&str, fn())] = &[
         (
             "handler_runs_as_a_loop_callback",
@@ -351,8 +400,12 @@ fn main() {
             remove_signal_handler_returns_true_then_false,
         ),
         (
-            "removed_handler_is_not_called_and_the_signal_stays_ignored",
-            removed_handler_is_not_called_and_the_signal_stays_ignored,
+            "removed_handler_is_not_called",
+            removed_handler_is_not_called,
+        ),
+        (
+            "removing_the_handler_restores_the_default_action",
+            removing_the_handler_restores_the_default_action,
         ),
         ("close_drops_signal_handlers", close_drops_signal_handlers),
         (

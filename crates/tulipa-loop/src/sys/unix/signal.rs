@@ -4,10 +4,17 @@
 //! write end of a socket pair. The loop watches the read end with an ordinary reader and runs the
 //! user's handler as a normal callback, so the handler never runs in signal context and may do
 //! anything a callback may do.
+//!
+//! Removing the handler (or closing its loop) gives the signal its default action back, as
+//! asyncio's `remove_signal_handler` does with `SIG_DFL`: signal-hook keeps its process-wide
+//! handler installed, so each caught signal also gets a "conditional default" action that emulates
+//! the default action (terminate, for most signals) whenever no Tulipa handler holds the signal.
 
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use signal_hook::SigId;
 
@@ -52,11 +59,30 @@ pub(crate) fn is_main_thread() -> bool {
     }
 }
 
+/// Per signal, the flag that makes signal-hook run the default action: true while no Tulipa
+/// handler holds the signal. Registered once per signal for the life of the process.
+static DEFAULT_ACTION: Mutex<Vec<(i32, Arc<AtomicBool>)>> = Mutex::new(Vec::new());
+
+fn default_action_flag(sig: i32) -> io::Result<Arc<AtomicBool>> {
+    let mut flags = DEFAULT_ACTION
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some((_, flag)) = flags.iter().find(|(s, _)| *s == sig) {
+        return Ok(flag.clone());
+    }
+    let flag = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register_conditional_default(sig, flag.clone())?;
+    flags.push((sig, flag.clone()));
+    Ok(flag)
+}
+
 /// One caught signal: the registration and the read end of its self-pipe.
 #[derive(Debug)]
 pub(crate) struct SignalPipe {
     id: SigId,
     read: UnixStream,
+    /// Set again when this pipe goes: the signal's default action is back.
+    default_action: Arc<AtomicBool>,
 }
 
 impl SignalPipe {
@@ -67,7 +93,7 @@ impl SignalPipe {
         write
             .set_nonblocking(true)
             .map_err(|e| Error::io(op(), e))?;
-        let id = signal_hook::low_level::pipe::register(sig, write).map_err(|e| {
+        let refused = |e: io::Error| {
             if e.kind() == io::ErrorKind::InvalidInput {
                 Error::InvalidSignal {
                     signal: sig,
@@ -76,8 +102,21 @@ impl SignalPipe {
             } else {
                 Error::io(op(), e)
             }
-        })?;
-        Ok(SignalPipe { id, read })
+        };
+        let default_action = default_action_flag(sig).map_err(refused)?;
+        default_action.store(false, Ordering::SeqCst);
+        let id = match signal_hook::low_level::pipe::register(sig, write) {
+            Ok(id) => id,
+            Err(e) => {
+                default_action.store(true, Ordering::SeqCst);
+                return Err(refused(e));
+            }
+        };
+        Ok(SignalPipe {
+            id,
+            read,
+            default_action,
+        })
     }
 
     pub(crate) fn fd(&self) -> RawFd {
@@ -98,5 +137,6 @@ impl SignalPipe {
 impl Drop for SignalPipe {
     fn drop(&mut self) {
         signal_hook::low_level::unregister(self.id);
+        self.default_action.store(true, Ordering::SeqCst);
     }
 }
