@@ -4,10 +4,12 @@
 //!
 //! **Layout.** Deadlines are nanoseconds on the loop's clock, grouped into buckets of 2^20 ns
 //! (about 1 ms). The 64 buckets from the current one on live in a ring of plain `Vec`s: inserting
-//! is a push onto one of them, O(1), and a bucket is sorted once, when it becomes the current one,
-//! then drained from its end. Timers further ahead wait in a binary heap and move into the ring
-//! when their bucket comes within reach; timers that land in the current bucket while it is
-//! being drained (deadlines in the past, or a few microseconds ahead) go to a small side heap.
+//! is a push onto one of them, O(1), and a bucket is sorted once, when its earliest deadline is
+//! first asked for, then drained from its end. The current bucket follows the clock (it moves
+//! only as timers fall due, never past the present), so timers scheduled from now on land in the
+//! ring. Timers further ahead wait in a binary heap and move into the ring when their bucket
+//! comes within reach; timers that land in the current bucket while it is being drained
+//! (deadlines in the past, or a few microseconds ahead) go to a small side heap.
 //! Firing a burst of timers therefore reads memory in order instead of sifting a large heap (a
 //! cache miss per level), which is what a binary heap of 200,000 timers costs (see
 //! `docs/benchmarks.md`).
@@ -18,9 +20,9 @@
 //! count then (`handle::take_for_run`). A cancelled timer at the front is dropped when the loop
 //! asks for the next deadline, and everything is rebuilt in O(n) once the cancellations since
 //! the last rebuild exceed half of the queue: that bounds the queue to about twice the number
-//! of live timers, so scheduling and cancelling millions of timers leaves nothing behind. Bucket buffers halve
-//! give their spare capacity back once it is far more than what is queued, so a burst's memory
-//! does not stay.
+//! of live timers, so scheduling and cancelling millions of timers leaves nothing behind. Bucket
+//! buffers give their spare capacity back once it is far more than what is queued, so a burst's
+//! memory does not stay.
 
 use std::cmp::Ordering;
 use std::collections::binary_heap::{BinaryHeap, PeekMut};
@@ -77,11 +79,18 @@ struct Bucket {
     sorted: bool,
 }
 
-/// Where the earliest live entry sits.
+/// Where the earliest entry sits.
 #[derive(Clone, Copy)]
 enum Front {
+    /// The current bucket.
     Bucket,
+    /// The side heap of the current bucket.
     Side,
+    /// The first non-empty bucket this many buckets ahead (the current one and the side heap are
+    /// empty).
+    Ahead(u64),
+    /// The far heap (the ring and the side heap are empty).
+    Far,
 }
 
 pub(crate) struct Timers {
@@ -140,16 +149,20 @@ impl Timers {
             return;
         }
         let bucket = &mut self.ring[Self::slot(b)];
-        // Only the current bucket is ever sorted. An entry earlier than all of it keeps it
-        // sorted; any other goes to the side heap rather than spoil the order.
+        // A bucket is sorted once it was looked at. An entry earlier than all of it keeps it
+        // sorted. Any other one, in the current bucket (which is being drained), goes to the side
+        // heap rather than spoil the order; in a later bucket it just makes it unsorted again.
         if bucket.sorted
             && bucket
                 .entries
                 .last()
                 .is_some_and(|last| e.key() > last.key())
         {
-            self.side.push(e);
-            return;
+            if b == self.cur {
+                self.side.push(e);
+                return;
+            }
+            bucket.sorted = false;
         }
         bucket.entries.push(e);
         self.in_ring += 1;
@@ -185,10 +198,19 @@ impl Timers {
         }
     }
 
-    /// Moves `cur` forward to bucket `b` (every bucket in between is empty) and pulls the far
-    /// timers that come within reach into the ring.
+    /// Moves `cur` forward to bucket `b` and pulls the far timers that come within reach into the
+    /// ring. The current bucket, every bucket before `b` and the side heap must be empty.
     fn advance(&mut self, b: u64) {
         debug_assert!(b >= self.cur && self.side.is_empty());
+        let queued = self.heap_len();
+        let old = &mut self.ring[Self::slot(self.cur)];
+        debug_assert!(old.entries.is_empty());
+        // Give a burst's buffer back once it is clearly oversized for what is queued now. Not
+        // sooner: freeing a large buffer makes glibc consolidate its free lists, which would
+        // cost on every bucket of a burst that is still being fired.
+        if old.entries.capacity() > KEEP_SPARE + 2 * queued {
+            old.entries.shrink_to(KEEP_SPARE);
+        }
         self.cur = b;
         while let Some(top) = self.far.peek() {
             if (top.when >> SHIFT) >= self.cur + SLOTS {
@@ -206,62 +228,58 @@ impl Timers {
         }
     }
 
-    /// Finds the earliest entry (cancelled or not) and says where it is; `None` when empty.
-    fn front(&mut self) -> Option<Front> {
-        loop {
-            let cur = Self::slot(self.cur);
-            if !self.ring[cur].entries.is_empty() || !self.side.is_empty() {
-                break;
-            }
-            let queued = self.heap_len();
-            let bucket = &mut self.ring[cur];
-            bucket.sorted = false;
-            // Give a burst's buffer back once it is clearly oversized for what is queued now.
-            // Not sooner: freeing a large buffer makes glibc consolidate its free lists, which
-            // would cost on every bucket of a burst that is still being fired.
-            if bucket.entries.capacity() > KEEP_SPARE + 2 * queued {
-                bucket.entries.shrink_to(KEEP_SPARE);
-            }
-            if self.in_ring == 0 {
-                let b = self.far.peek()?.when >> SHIFT;
-                self.advance(b);
-            } else {
-                let skip = (1..SLOTS)
-                    .find(|k| !self.ring[Self::slot(self.cur + k)].entries.is_empty())
-                    .unwrap_or(1);
-                self.advance(self.cur + skip);
-            }
-        }
-        let bucket = &mut self.ring[Self::slot(self.cur)];
+    /// Sorts bucket `b`'s slot if it is not sorted yet; its earliest entry is then last.
+    fn sorted(&mut self, b: u64) -> &mut Vec<Entry> {
+        let bucket = &mut self.ring[Self::slot(b)];
         if !bucket.sorted {
             // `Entry`'s order is reversed: ascending puts the earliest last.
             bucket.entries.sort_unstable();
             bucket.sorted = true;
         }
-        match (bucket.entries.last(), self.side.peek()) {
-            (Some(b), Some(s)) if s.key() < b.key() => Some(Front::Side),
-            (Some(_), _) => Some(Front::Bucket),
-            (None, Some(_)) => Some(Front::Side),
-            (None, None) => None,
+        &mut bucket.entries
+    }
+
+    /// Finds the earliest entry (cancelled or not) and says where it is; `None` when empty.
+    ///
+    /// Never moves `cur`: only `drain_due` does, as the clock passes, so that `cur` stays at or
+    /// before the current time and timers scheduled from now on land in the ring.
+    fn front(&mut self) -> Option<Front> {
+        let cur = self.cur;
+        let side = self.side.peek().map(Entry::key);
+        if !self.ring[Self::slot(cur)].entries.is_empty() || side.is_some() {
+            let last = self.sorted(cur).last().map(Entry::key);
+            return match (last, side) {
+                (Some(b), Some(s)) if s < b => Some(Front::Side),
+                (Some(_), _) => Some(Front::Bucket),
+                (None, _) => Some(Front::Side),
+            };
         }
+        if self.in_ring > 0 {
+            let k = (1..SLOTS).find(|k| !self.ring[Self::slot(cur + k)].entries.is_empty())?;
+            self.sorted(cur + k);
+            return Some(Front::Ahead(k));
+        }
+        self.far.peek().map(|_| Front::Far)
     }
 
     fn peek(&self, front: Front) -> Option<&Entry> {
         match front {
             Front::Bucket => self.ring[Self::slot(self.cur)].entries.last(),
+            Front::Ahead(k) => self.ring[Self::slot(self.cur + k)].entries.last(),
             Front::Side => self.side.peek(),
+            Front::Far => self.far.peek(),
         }
     }
 
     fn take(&mut self, front: Front) -> Option<Entry> {
-        match front {
-            Front::Bucket => {
-                let e = self.ring[Self::slot(self.cur)].entries.pop();
-                self.in_ring -= usize::from(e.is_some());
-                e
-            }
-            Front::Side => self.side.pop(),
-        }
+        let e = match front {
+            Front::Bucket => self.ring[Self::slot(self.cur)].entries.pop(),
+            Front::Ahead(k) => self.ring[Self::slot(self.cur + k)].entries.pop(),
+            Front::Side => return self.side.pop(),
+            Front::Far => return self.far.pop(),
+        };
+        self.in_ring -= usize::from(e.is_some());
+        e
     }
 
     /// The earliest live deadline, dropping cancelled entries from the front.
@@ -292,7 +310,7 @@ impl Timers {
             match front {
                 Front::Side => match self.side.peek_mut() {
                     Some(top) if top.when <= now => emit(PeekMut::pop(top)),
-                    _ => return,
+                    _ => break,
                 },
                 Front::Bucket => {
                     let side_first = self.side.peek().map(Entry::key);
@@ -303,12 +321,30 @@ impl Timers {
                         e.when > now || side_first.is_some_and(|s| e.key() > s)
                     });
                     if k == entries.len() {
-                        return;
+                        break;
                     }
                     self.in_ring -= entries.len() - k;
                     entries.drain(k..).rev().for_each(&mut emit);
                 }
+                // The earliest timer is in a later bucket (or the far heap): if it is due, that
+                // bucket becomes the current one (at or before `now`'s), else nothing is due.
+                Front::Ahead(_) | Front::Far => match self.peek(front) {
+                    Some(e) if e.when <= now => {
+                        let b = e.when >> SHIFT;
+                        self.advance(b);
+                    }
+                    _ => break,
+                },
             }
+        }
+        // Everything due is gone, so every bucket before `now`'s is empty: the ring starts at
+        // `now`'s bucket from here on, and timers scheduled from now on land in it.
+        let now_bucket = now >> SHIFT;
+        if now_bucket > self.cur
+            && self.side.is_empty()
+            && self.ring[Self::slot(self.cur)].entries.is_empty()
+        {
+            self.advance(now_bucket);
         }
     }
 
@@ -474,5 +510,33 @@ mod tests {
             assert!(Rc::ptr_eq(got, want));
         }
         assert_eq!(timers.heap_len(), 0);
+    }
+
+    /// A far timer does not pull the ring's start ahead of the clock: timers scheduled near
+    /// the current time still land in buckets (not in the side heap), and fire in order.
+    #[test]
+    fn a_far_timer_leaves_near_ones_in_the_ring() {
+        let mut timers = Timers::new();
+        let far = timer(&timers);
+        timers.push(30_000 << SHIFT, far.clone());
+        let mut now = 5 << SHIFT;
+        assert_eq!(timers.next_deadline(), Some(30_000 << SHIFT));
+        timers.drain_due(now, |_| panic!("nothing is due"));
+        assert_eq!(timers.cur, 5);
+        let near: Vec<_> = (0..100).map(|_| timer(&timers)).collect();
+        for (i, cb) in near.iter().enumerate() {
+            // 10 ms ahead, in reverse order of deadline.
+            timers.push(now + (10 << SHIFT) + 1_000 - i as u64, cb.clone());
+        }
+        assert_eq!((timers.in_ring, timers.side.len()), (100, 0));
+        now += 20 << SHIFT;
+        let mut order = Vec::new();
+        timers.drain_due(now, |cb| order.push(cb));
+        assert_eq!(order.len(), 100);
+        for (got, want) in order.iter().zip(near.iter().rev()) {
+            assert!(Rc::ptr_eq(got, want));
+        }
+        assert_eq!(timers.cur, now >> SHIFT);
+        assert_eq!(timers.next_deadline(), Some(30_000 << SHIFT));
     }
 }
