@@ -97,7 +97,8 @@ pub(crate) struct Timers {
     /// `ring[b % SLOTS]` holds the timers of bucket `b` for `b` in `cur..cur + SLOTS`; timers of
     /// earlier buckets are kept with bucket `cur`.
     ring: Vec<Bucket>,
-    /// The current bucket number (deadline >> SHIFT). Never moves past a non-empty bucket.
+    /// The current bucket number (deadline >> SHIFT). Moves only in `drain_due`, as timers fall
+    /// due: never past a non-empty bucket, nor past the present.
     cur: u64,
     /// Entries in `ring`.
     in_ring: usize,
@@ -106,7 +107,8 @@ pub(crate) struct Timers {
     /// Entries of buckets `cur + SLOTS` and later.
     far: BinaryHeap<Entry>,
     seq: u64,
-    /// Cancelled entries still queued; bumped by `Handle::cancel` through the shared cell.
+    /// Cancellation counts, bumped by `Handle::cancel` through the shared cell (see
+    /// `handle::TimerCounts`).
     pub(crate) cancelled: CancelCounter,
 }
 
