@@ -8,8 +8,9 @@
 //! first asked for, then drained from its end. The current bucket follows the clock (it moves
 //! only as timers fall due, never past the present), so timers scheduled from now on land in the
 //! ring. Timers further ahead wait in a binary heap and move into the ring when their bucket
-//! comes within reach; timers that land in the current bucket while it is being drained
-//! (deadlines in the past, or a few microseconds ahead) go to a small side heap.
+//! comes within reach. A timer that lands in the current bucket after it was sorted, and is not
+//! earlier than all of it (a deadline in the past, or within the current ~1 ms), goes to a side
+//! heap, O(log n), so the sorted bucket stays sorted.
 //! Firing a burst of timers therefore reads memory in order instead of sifting a large heap (a
 //! cache miss per level), which is what a binary heap of 200,000 timers costs (see
 //! `docs/benchmarks.md`).
@@ -102,7 +103,8 @@ pub(crate) struct Timers {
     cur: u64,
     /// Entries in `ring`.
     in_ring: usize,
-    /// Entries of bucket `cur` (or earlier) that arrived after it was sorted.
+    /// Entries of bucket `cur` (or earlier) that arrived after it was sorted and are not earlier
+    /// than all of it.
     side: BinaryHeap<Entry>,
     /// Entries of buckets `cur + SLOTS` and later.
     far: BinaryHeap<Entry>,
@@ -228,6 +230,10 @@ impl Timers {
         if self.far.capacity() > KEEP_SPARE + 2 * self.heap_len() {
             self.far.shrink_to(KEEP_SPARE.max(self.far.len()));
         }
+        // The side heap is empty here (see above).
+        if self.side.capacity() > KEEP_SPARE + 2 * self.heap_len() {
+            self.side.shrink_to(KEEP_SPARE);
+        }
     }
 
     /// Sorts bucket `b`'s slot if it is not sorted yet; its earliest entry is then last.
@@ -327,6 +333,11 @@ impl Timers {
                     }
                     self.in_ring -= entries.len() - k;
                     entries.drain(k..).rev().for_each(&mut emit);
+                    if k == 0 {
+                        // Drained empty: new timers of this bucket are pushed again (O(1)), not
+                        // sent to the side heap, until it is next sorted.
+                        self.ring[Self::slot(self.cur)].sorted = false;
+                    }
                 }
                 // The earliest timer is in a later bucket (or the far heap): if it is due, that
                 // bucket becomes the current one (at or before `now`'s), else nothing is due.
@@ -382,8 +393,8 @@ impl Timers {
     pub(crate) fn clear(&mut self) -> Vec<Entry> {
         self.cancelled.cancelled.set(0);
         self.cancelled.since_compaction.set(0);
-        self.in_ring = 0;
         let mut v: Vec<Entry> = Vec::with_capacity(self.heap_len());
+        self.in_ring = 0;
         for bucket in &mut self.ring {
             v.append(&mut std::mem::take(&mut bucket.entries));
             bucket.sorted = false;
@@ -487,13 +498,44 @@ mod tests {
         let big = timers.ring[0].entries.capacity();
         assert!(big >= 20_000);
         let mut fired = 0;
-        timers.drain_due(u64::MAX, |cb| fired += usize::from(take_for_run(&*cb)));
+        // The clock is a few buckets on: the drain moves the ring's start there, which trims
+        // the emptied bucket.
+        timers.drain_due(5 << SHIFT, |cb| fired += usize::from(take_for_run(&*cb)));
         assert_eq!(fired, 20_000);
-        // The next look for a deadline moves past the empty bucket and trims it.
-        let cb = timer(&timers);
-        timers.push(10 << SHIFT, cb);
-        assert_eq!(timers.next_deadline(), Some(10 << SHIFT));
+        assert_eq!(timers.cur, 5);
         assert!(timers.ring[0].entries.capacity() <= KEEP_SPARE);
+    }
+
+    /// The same for the side heap: a burst of late arrivals into the sorted current bucket.
+    #[test]
+    fn a_burst_into_the_side_heap_does_not_keep_its_memory() {
+        let mut timers = Timers::new();
+        let first = timer(&timers);
+        timers.push(0, first);
+        assert_eq!(timers.next_deadline(), Some(0)); // sorts bucket 0
+        for i in 0..20_000 {
+            let cb = timer(&timers);
+            timers.push(1_000 + i, cb);
+        }
+        assert!(timers.side.capacity() >= 20_000);
+        timers.drain_due(5 << SHIFT, |cb| assert!(take_for_run(&*cb)));
+        assert_eq!((timers.heap_len(), timers.cur), (0, 5));
+        assert!(timers.side.capacity() <= KEEP_SPARE);
+    }
+
+    /// After a drain that empties the current bucket, timers due later in it are pushed onto
+    /// the bucket again, not into the side heap.
+    #[test]
+    fn a_drained_bucket_takes_pushes_again() {
+        let mut timers = Timers::new();
+        let a = timer(&timers);
+        timers.push(100, a);
+        timers.drain_due(200, |cb| assert!(take_for_run(&*cb)));
+        for i in 1..=3 {
+            let cb = timer(&timers);
+            timers.push(200 + i * 100_000, cb);
+        }
+        assert_eq!((timers.in_ring, timers.side.len()), (3, 0));
     }
 
     /// Timers scheduled into the bucket being fired (deadlines in the past) keep the order.

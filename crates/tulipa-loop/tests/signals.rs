@@ -191,6 +191,15 @@ const CHILD_ENV: &str = "TULIPA_SIGNAL_CHILD";
 fn child_scenario(scenario: &str) {
     let (what, sig) = scenario.split_once(':').expect("scenario is WHAT:SIGNAL");
     let sig: i32 = sig.parse().expect("a signal number");
+    // A second loop on the main thread that also handles the signal, for the "two" scenario: it
+    // must keep it caught when the first one lets go (its handler exits with 4).
+    let other = (what == "two").then(|| {
+        let other = EventLoop::new().unwrap();
+        other
+            .add_signal_handler(sig, || std::process::exit(4))
+            .unwrap();
+        other
+    });
     let lp = EventLoop::new().unwrap();
     // Were this handler still called, the child would exit with 3 on the loop run below.
     lp.add_signal_handler(sig, || std::process::exit(3))
@@ -198,12 +207,16 @@ fn child_scenario(scenario: &str) {
     match what {
         "keep" => {}
         "remove" => assert!(lp.remove_signal_handler(sig).unwrap()),
-        "close" => lp.close().unwrap(),
+        "close" | "two" => lp.close().unwrap(),
         other => panic!("unknown scenario {other}"),
     }
     raise(sig).unwrap();
+    // Runs the handler if it is still installed (bounded, should nothing arrive).
+    if let Some(other) = other {
+        run_at_most(&other, LIMIT);
+        other.close().unwrap();
+    }
     if !lp.is_closed() {
-        // Runs the handler if it is still installed (bounded, should nothing arrive).
         run_at_most(&lp, LIMIT);
         lp.close().unwrap();
     }
@@ -227,6 +240,9 @@ fn removing_the_handler_restores_the_default_action() {
     }
     let closed = run_child(&format!("close:{SIGUSR1}"));
     assert_eq!(closed.signal(), Some(SIGUSR1), "{closed:?}");
+    // Not while another loop of the thread still handles the signal: its handler runs.
+    let shared = run_child(&format!("two:{SIGUSR2}"));
+    assert_eq!(shared.code(), Some(4), "{shared:?}");
 }
 
 fn removed_handler_is_not_called() {

@@ -59,21 +59,52 @@ pub(crate) fn is_main_thread() -> bool {
     }
 }
 
-/// Per signal, the flag that makes signal-hook run the default action: true while no Tulipa
-/// handler holds the signal. Registered once per signal for the life of the process.
-static DEFAULT_ACTION: Mutex<Vec<(i32, Arc<AtomicBool>)>> = Mutex::new(Vec::new());
+/// Per signal: the flag that makes signal-hook run the default action (registered once per
+/// signal for the life of the process), and how many Tulipa self-pipes hold the signal. The
+/// flag is true exactly when none does: several loops on the main thread may each hold one.
+struct DefaultAction {
+    sig: i32,
+    flag: Arc<AtomicBool>,
+    holders: usize,
+}
 
-fn default_action_flag(sig: i32) -> io::Result<Arc<AtomicBool>> {
-    let mut flags = DEFAULT_ACTION
+static DEFAULT_ACTION: Mutex<Vec<DefaultAction>> = Mutex::new(Vec::new());
+
+/// A self-pipe starts holding `sig`: its default action is off.
+fn hold(sig: i32) -> io::Result<()> {
+    let mut all = DEFAULT_ACTION
         .lock()
         .unwrap_or_else(PoisonError::into_inner);
-    if let Some((_, flag)) = flags.iter().find(|(s, _)| *s == sig) {
-        return Ok(flag.clone());
+    let entry = match all.iter().position(|d| d.sig == sig) {
+        Some(i) => &mut all[i],
+        None => {
+            let flag = Arc::new(AtomicBool::new(false));
+            signal_hook::flag::register_conditional_default(sig, flag.clone())?;
+            all.push(DefaultAction {
+                sig,
+                flag,
+                holders: 0,
+            });
+            let last = all.len() - 1;
+            &mut all[last]
+        }
+    };
+    entry.holders += 1;
+    entry.flag.store(false, Ordering::SeqCst);
+    Ok(())
+}
+
+/// A self-pipe lets go of `sig`: the default action is back once no other one holds it.
+fn release(sig: i32) {
+    let mut all = DEFAULT_ACTION
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(entry) = all.iter_mut().find(|d| d.sig == sig) {
+        entry.holders = entry.holders.saturating_sub(1);
+        if entry.holders == 0 {
+            entry.flag.store(true, Ordering::SeqCst);
+        }
     }
-    let flag = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register_conditional_default(sig, flag.clone())?;
-    flags.push((sig, flag.clone()));
-    Ok(flag)
 }
 
 /// One caught signal: the registration and the read end of its self-pipe.
@@ -81,8 +112,8 @@ fn default_action_flag(sig: i32) -> io::Result<Arc<AtomicBool>> {
 pub(crate) struct SignalPipe {
     id: SigId,
     read: UnixStream,
-    /// Set again when this pipe goes: the signal's default action is back.
-    default_action: Arc<AtomicBool>,
+    /// The signal, released when this pipe goes (see [`release`]).
+    sig: i32,
 }
 
 impl SignalPipe {
@@ -103,20 +134,15 @@ impl SignalPipe {
                 Error::io(op(), e)
             }
         };
-        let default_action = default_action_flag(sig).map_err(refused)?;
-        default_action.store(false, Ordering::SeqCst);
+        hold(sig).map_err(refused)?;
         let id = match signal_hook::low_level::pipe::register(sig, write) {
             Ok(id) => id,
             Err(e) => {
-                default_action.store(true, Ordering::SeqCst);
+                release(sig);
                 return Err(refused(e));
             }
         };
-        Ok(SignalPipe {
-            id,
-            read,
-            default_action,
-        })
+        Ok(SignalPipe { id, read, sig })
     }
 
     pub(crate) fn fd(&self) -> RawFd {
@@ -137,6 +163,6 @@ impl SignalPipe {
 impl Drop for SignalPipe {
     fn drop(&mut self) {
         signal_hook::low_level::unregister(self.id);
-        self.default_action.store(true, Ordering::SeqCst);
+        release(self.sig);
     }
 }
