@@ -58,7 +58,8 @@ pub(crate) fn serve(name: &str, lifetime: Duration) -> Result<(), String> {
     r.map_err(|e| format!("echo-server {name}: {e}"))
 }
 
-fn announce(addr: std::net::SocketAddr) {
+/// Tells the parent where the server listens (the first line it reads).
+pub(crate) fn announce(addr: std::net::SocketAddr) {
     println!("listening on {addr}");
     let _ = io::stdout().flush();
 }
@@ -66,11 +67,12 @@ fn announce(addr: std::net::SocketAddr) {
 // ---------------------------------------------------------------------------------------------
 // Tulipa: a tulipa-transport Protocol, as examples/echo_server.rs without its printing.
 
-mod tulipa_echo {
+/// Also what `bench tls` serves over TLS.
+pub(crate) mod tulipa_echo {
     use tulipa_transport::{Error, Protocol, Transport};
 
     #[derive(Default)]
-    pub(super) struct Echo {
+    pub(crate) struct Echo {
         transport: Option<Transport>,
     }
 

@@ -8,13 +8,15 @@
 //! with the `ring` provider, no ALPN, no client authentication. Both set `TCP_NODELAY` on their
 //! connections (Tulipa's transports do, as asyncio's).
 
-use std::io::{self, Write};
-use std::net::SocketAddr;
+use std::io;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tulipa_transport::tls;
+
+use crate::echo::servers::announce;
+use crate::echo::servers::tulipa_echo::Echo;
 
 /// The servers, as named on the command line.
 pub(crate) const SERVERS: [&str; 2] = ["tulipa", "tokio"];
@@ -54,54 +56,7 @@ pub(crate) fn serve(
     r.map_err(|e| format!("tls-server {name}: {e}"))
 }
 
-fn announce(addr: SocketAddr) {
-    println!("listening on {addr}");
-    let _ = io::stdout().flush();
-}
-
-// ---------------------------------------------------------------------------------------------
 // Tulipa: the plain-TCP echo Protocol of `bench echo`, served with `ServerOptions::tls`.
-
-mod tulipa_echo {
-    use tulipa_transport::{Error, Protocol, Transport};
-
-    #[derive(Default)]
-    pub(super) struct Echo {
-        transport: Option<Transport>,
-    }
-
-    impl Protocol for Echo {
-        fn connection_made(&mut self, transport: Transport) {
-            self.transport = Some(transport);
-        }
-
-        fn data_received(&mut self, data: &[u8]) {
-            if let Some(t) = &self.transport {
-                let _ = t.write(data);
-            }
-        }
-
-        fn eof_received(&mut self) -> bool {
-            false
-        }
-
-        fn connection_lost(&mut self, _exc: Option<Error>) {
-            self.transport = None;
-        }
-
-        fn pause_writing(&mut self) {
-            if let Some(t) = &self.transport {
-                t.pause_reading();
-            }
-        }
-
-        fn resume_writing(&mut self) {
-            if let Some(t) = &self.transport {
-                t.resume_reading();
-            }
-        }
-    }
-}
 
 fn tulipa(config: Arc<tls::ServerConfig>) -> io::Result<()> {
     use tulipa_transport::{create_server, ServerOptions};
@@ -109,7 +64,7 @@ fn tulipa(config: Arc<tls::ServerConfig>) -> io::Result<()> {
         let mut options = ServerOptions::default();
         options.backlog = 1024;
         options.tls = Some(config);
-        let server = create_server(tulipa_echo::Echo::default, "127.0.0.1", 0, options).await?;
+        let server = create_server(Echo::default, "127.0.0.1", 0, options).await?;
         let addr = server
             .local_addr()
             .ok_or_else(|| io::Error::other("the server has no address"))?;
