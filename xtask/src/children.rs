@@ -123,3 +123,15 @@ pub(crate) fn json_result(mut cmd: Command, what: &str) -> Result<serde_json::Va
         .unwrap_or_default();
     serde_json::from_str(line).map_err(|e| format!("{what} printed `{line}`: {e}"))
 }
+
+/// A `--server NAME` argument, checked against the servers a bench knows.
+pub(crate) fn known_server(name: &str, known: &[&str]) -> Result<String, String> {
+    if known.contains(&name) {
+        Ok(name.to_owned())
+    } else {
+        Err(format!(
+            "unknown server `{name}` (known: {})",
+            known.join(", ")
+        ))
+    }
+}

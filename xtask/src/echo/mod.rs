@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde_json::Value;
 use xtask::bench::common::median;
 
-use crate::children::{build_release, command, json_result, taskset_works, Server};
+use crate::children::{build_release, command, json_result, known_server, taskset_works, Server};
 use crate::report;
 
 pub(crate) mod load;
@@ -56,16 +56,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         let bad = |e: &dyn std::fmt::Display| format!("{arg}: {e}");
         match arg.as_str() {
             "--reps" => o.reps = value()?.parse().map_err(|e| bad(&e))?,
-            "--server" => {
-                let s = value()?;
-                if !servers::SERVERS.contains(&s.as_str()) {
-                    return Err(format!(
-                        "unknown server `{s}` (known: {})",
-                        servers::SERVERS.join(", ")
-                    ));
-                }
-                o.servers.push(s.clone());
-            }
+            "--server" => o.servers.push(known_server(value()?, &servers::SERVERS)?),
             "--conns" => o.conns = value()?.parse().map_err(|e| bad(&e))?,
             "--duration" => o.duration = value()?.parse().map_err(|e| bad(&e))?,
             "--warmup" => o.warmup = value()?.parse().map_err(|e| bad(&e))?,

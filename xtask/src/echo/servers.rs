@@ -44,7 +44,7 @@ pub(crate) fn serve(name: &str, lifetime: Duration) -> Result<(), String> {
         std::process::exit(3);
     });
     let r = match name {
-        "tulipa" => tulipa(),
+        "tulipa" => tulipa(|_| {}),
         "tokio" => tokio(),
         "smol" => smol(),
         "epoll" => epoll(),
@@ -109,11 +109,16 @@ pub(crate) mod tulipa_echo {
     }
 }
 
-fn tulipa() -> io::Result<()> {
+/// Serves the echo Protocol until killed; `configure` adjusts the options (`bench tls` adds its
+/// TLS configuration).
+pub(crate) fn tulipa(
+    configure: impl FnOnce(&mut tulipa_transport::ServerOptions),
+) -> io::Result<()> {
     use tulipa_transport::{create_server, ServerOptions};
+    let mut options = ServerOptions::default();
+    options.backlog = 1024;
+    configure(&mut options);
     tulipa_futures::run(async {
-        let mut options = ServerOptions::default();
-        options.backlog = 1024;
         let server = create_server(tulipa_echo::Echo::default, "127.0.0.1", 0, options).await?;
         let addr = server
             .local_addr()

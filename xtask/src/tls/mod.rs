@@ -25,7 +25,7 @@ use std::time::Duration;
 use serde_json::Value;
 use xtask::bench::common::median;
 
-use crate::children::{build_release, command, json_result, taskset_works, Server};
+use crate::children::{build_release, command, json_result, known_server, taskset_works, Server};
 use crate::report;
 
 pub(crate) mod load;
@@ -74,16 +74,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         match arg.as_str() {
             "--reps" => o.reps = value()?.parse().map_err(|e| bad(&e))?,
             "--workload" => o.workloads.push(Mode::parse(value()?)?),
-            "--server" => {
-                let s = value()?;
-                if !servers::SERVERS.contains(&s.as_str()) {
-                    return Err(format!(
-                        "unknown server `{s}` (known: {})",
-                        servers::SERVERS.join(", ")
-                    ));
-                }
-                o.servers.push(s.clone());
-            }
+            "--server" => o.servers.push(known_server(value()?, &servers::SERVERS)?),
             "--conns" => o.conns = value()?.parse().map_err(|e| bad(&e))?,
             "--clients" => o.clients = value()?.parse().map_err(|e| bad(&e))?,
             "--size" => o.size = value()?.parse().map_err(|e| bad(&e))?,

@@ -16,7 +16,6 @@ use std::time::Duration;
 use tulipa_transport::tls;
 
 use crate::echo::servers::announce;
-use crate::echo::servers::tulipa_echo::Echo;
 
 /// The servers, as named on the command line.
 pub(crate) const SERVERS: [&str; 2] = ["tulipa", "tokio"];
@@ -56,24 +55,10 @@ pub(crate) fn serve(
     r.map_err(|e| format!("tls-server {name}: {e}"))
 }
 
-// Tulipa: the plain-TCP echo Protocol of `bench echo`, served with `ServerOptions::tls`.
+// Tulipa: the plain-TCP echo server of `bench echo`, served with `ServerOptions::tls`.
 
 fn tulipa(config: Arc<tls::ServerConfig>) -> io::Result<()> {
-    use tulipa_transport::{create_server, ServerOptions};
-    tulipa_futures::run(async move {
-        let mut options = ServerOptions::default();
-        options.backlog = 1024;
-        options.tls = Some(config);
-        let server = create_server(Echo::default, "127.0.0.1", 0, options).await?;
-        let addr = server
-            .local_addr()
-            .ok_or_else(|| io::Error::other("the server has no address"))?;
-        announce(addr);
-        std::future::pending::<()>().await;
-        drop(server);
-        Ok::<(), tulipa_futures::Error>(())
-    })
-    .map_err(|e| io::Error::other(e.to_string()))
+    crate::echo::servers::tulipa(|options| options.tls = Some(config))
 }
 
 // ---------------------------------------------------------------------------------------------
