@@ -62,6 +62,11 @@ thread_local! {
 }
 
 /// Per-thread loop storage for one policy instance; building block for custom policies.
+///
+/// Dropping it (with the policy that owns it, say after [`set_event_loop_policy`] replaced that
+/// policy) releases the loop it kept for the dropping thread at once. The loops it kept for other
+/// threads are released when those threads exit: a thread's locals cannot be reached from
+/// another thread.
 #[derive(Debug)]
 pub struct ThreadLoops {
     key: u64,
@@ -114,6 +119,22 @@ impl ThreadLoops {
         let lp = make()?;
         self.set(Some(lp.clone()));
         Ok(lp)
+    }
+}
+
+impl Drop for ThreadLoops {
+    fn drop(&mut self) {
+        // Taken out first, dropped after the borrow: a loop's drop may run user destructors
+        // that ask for a loop again. During thread exit the slots may already be gone.
+        let old = SLOTS
+            .try_with(|s| {
+                let mut s = s.borrow_mut();
+                let i = s.iter().position(|(k, _)| *k == self.key)?;
+                Some(s.swap_remove(i).1)
+            })
+            .ok()
+            .flatten();
+        drop(old);
     }
 }
 

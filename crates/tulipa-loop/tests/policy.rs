@@ -12,7 +12,8 @@ use std::thread;
 use std::time::Duration;
 
 use tulipa_loop::policy::{
-    self, get_event_loop_policy, set_event_loop_policy, DefaultEventLoopPolicy, VirtualTimePolicy,
+    self, get_event_loop_policy, set_event_loop_policy, DefaultEventLoopPolicy, EventLoopPolicy,
+    VirtualTimePolicy,
 };
 use tulipa_loop::{get_event_loop, new_event_loop, set_event_loop, EventLoop};
 
@@ -114,4 +115,24 @@ fn policy_walkthrough() {
     for lp in [a, mine, fresh, thread_loop, runner, lp] {
         lp.close().unwrap();
     }
+
+    // 7. Dropping a policy releases the loop it kept for this thread, and its poller's fds.
+    let open_fds = || std::fs::read_dir("/proc/self/fd").map(Iterator::count).ok();
+    let before = open_fds();
+    let dropped: Arc<dyn EventLoopPolicy> = Arc::new(DefaultEventLoopPolicy::new());
+    let made = dropped.get_event_loop().unwrap();
+    assert!(!made.is_closed());
+    drop(made);
+    if before.is_some() {
+        assert!(
+            open_fds() > before,
+            "the policy keeps its loop while it lives"
+        );
+    }
+    drop(dropped);
+    assert_eq!(
+        open_fds(),
+        before,
+        "the dropped policy's loop is gone, fds and all"
+    );
 }

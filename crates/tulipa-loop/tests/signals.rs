@@ -9,7 +9,9 @@
 //! `main` runs each test in turn on the main thread and ends with the plain "N passed, M failed"
 //! line; it exits non-zero if any test failed.
 //!
-//! Signals are sent with `signal_hook::low_level::raise`. Removing a handler (or closing its loop)
+//! Signals are real: sent with `kill(2)` to this process's own pid, as a user's `kill -USR1 PID`
+//! would be (the kernel picks the thread; the process-directed signal goes to the main thread
+//! when it does not block it, so it is handled before `kill` returns there). Removing a handler (or closing its loop)
 //! gives the signal its default action back, which for SIGUSR1, SIGUSR2 and SIGINT terminates the
 //! process: the tests that raise a signal after that run the scenario in a child process (this
 //! binary again, with `TULIPA_SIGNAL_CHILD` set) and check how the child ended.
@@ -23,9 +25,18 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use signal_hook::low_level::raise;
 use tulipa_loop::signal::{SIGINT, SIGKILL, SIGSEGV, SIGSTOP, SIGTERM, SIGUSR1, SIGUSR2};
 use tulipa_loop::{Error, EventLoop, ExceptionContext};
+
+mod support;
+use support::LoopThread;
+
+/// Sends `sig` to this process with `kill(2)` (not `raise`, which targets the calling thread).
+fn kill_self(sig: i32) -> std::io::Result<()> {
+    let sig = rustix::process::Signal::from_named_raw(sig).expect("a named signal");
+    rustix::process::kill_process(rustix::process::getpid(), sig)?;
+    Ok(())
+}
 
 /// Sets a flag when dropped: tells whether the loop dropped a closure that captured it.
 struct DropFlag(Rc<Cell<bool>>);
@@ -58,7 +69,7 @@ fn handler_runs_as_a_loop_callback() {
         lp2.stop();
     })
     .unwrap();
-    raise(SIGUSR1).unwrap();
+    kill_self(SIGUSR1).unwrap();
     run_at_most(&lp, LIMIT);
     assert_eq!(*seen.borrow(), Some((true, Some(lp.id()))));
     assert!(lp.remove_signal_handler(SIGUSR1).unwrap());
@@ -74,7 +85,7 @@ fn signal_raised_by_a_callback_wakes_the_loop() {
         lp2.stop();
     })
     .unwrap();
-    lp.call_soon(|| raise(SIGUSR2).unwrap()).unwrap();
+    lp.call_soon(|| kill_self(SIGUSR2).unwrap()).unwrap();
     run_at_most(&lp, LIMIT);
     assert_eq!(count.get(), 1);
     lp.remove_signal_handler(SIGUSR2).unwrap();
@@ -90,12 +101,14 @@ fn signal_from_another_thread_wakes_a_blocked_loop() {
         lp2.stop();
     })
     .unwrap();
-    let (started_tx, started_rx) = mpsc::channel::<()>();
+    let (started_tx, started_rx) = mpsc::channel::<LoopThread>();
     let sender = thread::spawn(move || {
-        started_rx.recv().unwrap();
-        raise(SIGUSR1).unwrap();
+        // Acts only once the loop sleeps in its poller: the signal must wake it.
+        started_rx.recv().unwrap().wait_until_blocked();
+        kill_self(SIGUSR1).unwrap();
     });
-    lp.call_soon(move || started_tx.send(()).unwrap()).unwrap();
+    let me = LoopThread::current();
+    lp.call_soon(move || started_tx.send(me).unwrap()).unwrap();
     run_at_most(&lp, LIMIT);
     sender.join().unwrap();
     assert!(ran.get());
@@ -130,7 +143,7 @@ fn second_handler_replaces_the_first() {
         readers,
         "one wake-up pipe per signal, not two"
     );
-    raise(SIGUSR1).unwrap();
+    kill_self(SIGUSR1).unwrap();
     run_at_most(&lp, LIMIT);
     assert_eq!((first_calls.get(), second_calls.get()), (0, 1));
     lp.remove_signal_handler(SIGUSR1).unwrap();
@@ -148,10 +161,10 @@ fn each_signal_runs_its_own_handler() {
         })
         .unwrap();
     }
-    raise(SIGUSR1).unwrap();
+    kill_self(SIGUSR1).unwrap();
     run_at_most(&lp, LIMIT);
     assert_eq!(*order.borrow(), ["usr1"]);
-    raise(SIGUSR2).unwrap();
+    kill_self(SIGUSR2).unwrap();
     run_at_most(&lp, LIMIT);
     assert_eq!(*order.borrow(), ["usr1", "usr2"]);
     lp.remove_signal_handler(SIGUSR1).unwrap();
@@ -210,7 +223,7 @@ fn child_scenario(scenario: &str) {
         "close" | "two" => lp.close().unwrap(),
         other => panic!("unknown scenario {other}"),
     }
-    raise(sig).unwrap();
+    kill_self(sig).unwrap();
     // Runs the handler if it is still installed (bounded, should nothing arrive).
     if let Some(other) = other {
         run_at_most(&other, LIMIT);
@@ -252,11 +265,11 @@ fn removed_handler_is_not_called() {
     lp.add_signal_handler(SIGUSR2, move || c.set(c.get() + 1))
         .unwrap();
     // Both arrive before the loop runs: the removed handler's queued wake-up must not run it.
-    raise(SIGUSR2).unwrap();
+    kill_self(SIGUSR2).unwrap();
     assert!(lp.remove_signal_handler(SIGUSR2).unwrap());
     let lp2 = lp.clone();
     lp.add_signal_handler(SIGUSR1, move || lp2.stop()).unwrap();
-    raise(SIGUSR1).unwrap();
+    kill_self(SIGUSR1).unwrap();
     run_at_most(&lp, LIMIT);
     assert_eq!(calls.get(), 0);
     lp.remove_signal_handler(SIGUSR1).unwrap();
@@ -353,9 +366,9 @@ fn panicking_handler_is_reported_and_stays_installed() {
         }
     })
     .unwrap();
-    raise(SIGUSR1).unwrap();
+    kill_self(SIGUSR1).unwrap();
     run_at_most(&lp, LIMIT);
-    raise(SIGUSR1).unwrap();
+    kill_self(SIGUSR1).unwrap();
     run_at_most(&lp, LIMIT);
     assert_eq!(calls.get(), 2, "still installed after the panic");
     let source = format!("handler of signal {SIGUSR1}");
@@ -378,7 +391,7 @@ fn sigint_handler_replaces_the_default_action() {
     })
     .unwrap();
     lp.call_repeatedly(Duration::from_millis(1), || {}).unwrap();
-    lp.call_soon(|| raise(SIGINT).unwrap()).unwrap();
+    lp.call_soon(|| kill_self(SIGINT).unwrap()).unwrap();
     run_at_most(&lp, LIMIT);
     assert_eq!(stopped_by.get(), SIGINT);
     assert!(lp.remove_signal_handler(SIGINT).unwrap());

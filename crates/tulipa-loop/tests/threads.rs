@@ -16,6 +16,9 @@ use std::time::Duration;
 
 use tulipa_loop::{Error, EventLoop, LoopHandle, ThreadsafeHandle};
 
+mod support;
+use support::LoopThread;
+
 /// Aborts the test process if a test hangs (a lost wake-up would block the loop forever). Not a
 /// synchronisation: a passing test never waits for it. Drop the returned sender when done.
 fn watchdog(name: &'static str) -> mpsc::Sender<()> {
@@ -29,10 +32,12 @@ fn watchdog(name: &'static str) -> mpsc::Sender<()> {
     tx
 }
 
-/// Runs `lp` until stopped; before that, tells `started` once the loop is running (from its
-/// first callback), so that the other thread acts while the loop is blocked in the poller.
-fn run_after_signalling(lp: &EventLoop, started: mpsc::Sender<()>) {
-    lp.call_soon(move || started.send(()).expect("test thread listening"))
+/// Runs `lp` until stopped; before that, tells `started` the loop's thread once the loop is
+/// running (from its first callback). The other thread then waits until the loop is blocked in
+/// the poller ([`LoopThread::wait_until_blocked`]) and acts.
+fn run_after_signalling(lp: &EventLoop, started: mpsc::Sender<LoopThread>) {
+    let me = LoopThread::current();
+    lp.call_soon(move || started.send(me).expect("test thread listening"))
         .unwrap();
     lp.run_forever().unwrap();
 }
@@ -43,11 +48,11 @@ fn call_soon_threadsafe_wakes_a_loop_blocked_in_the_poller() {
     let lp = EventLoop::new().unwrap();
     assert_eq!(lp.stats().timers, 0, "no timer could wake the loop");
     let door = lp.loop_handle();
-    let (started_tx, started_rx) = mpsc::channel();
+    let (started_tx, started_rx) = mpsc::channel::<LoopThread>();
     let ran_on = Arc::new(Mutex::new(None));
     let ran = ran_on.clone();
     let worker = thread::spawn(move || {
-        started_rx.recv().unwrap();
+        started_rx.recv().unwrap().wait_until_blocked();
         door.call_soon_threadsafe(move || {
             *ran.lock().unwrap() = Some(thread::current().id());
             tulipa_loop::get_running_loop().unwrap().stop();
@@ -69,9 +74,9 @@ fn loop_handle_stop_from_another_thread_stops_the_loop() {
     let _dog = watchdog("loop_handle_stop_from_another_thread_stops_the_loop");
     let lp = EventLoop::new().unwrap();
     let door = lp.loop_handle();
-    let (started_tx, started_rx) = mpsc::channel();
+    let (started_tx, started_rx) = mpsc::channel::<LoopThread>();
     let worker = thread::spawn(move || {
-        started_rx.recv().unwrap();
+        started_rx.recv().unwrap().wait_until_blocked();
         door.stop().unwrap();
     });
     run_after_signalling(&lp, started_tx);
