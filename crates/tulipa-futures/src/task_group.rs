@@ -5,6 +5,12 @@
 //! [`Task::cancel`](crate::Task::cancel), so they can clean up); every failure is collected and
 //! returned as one [`Error::Group`]. A cancellation from outside cancels the children too and
 //! comes out as `Err(Cancelled)` once they have all finished.
+//!
+//! The group is cancel-on-drop: if its future is dropped before it finished (its task aborted,
+//! or the group dropped by a foreign `select` or timeout), the children still running are
+//! cancelled with [`Task::cancel`](crate::Task::cancel) (so they can clean up, as when the group
+//! is cancelled; nobody waits for them), and a cancellation the group had requested of its own
+//! task is withdrawn with [`uncancel`](crate::Task::uncancel).
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -52,6 +58,32 @@ impl State {
                 self.parent_cancel_requested.set(true);
                 self.parent.cancel(None);
             }
+        }
+    }
+}
+
+/// Makes the group cancel-on-drop: when the group's future is dropped before it finished, the
+/// remaining children are cancelled and the group's own cancellation request of the parent is
+/// withdrawn, so neither outlives the group.
+struct DropGuard {
+    state: Rc<State>,
+}
+
+impl Drop for DropGuard {
+    fn drop(&mut self) {
+        let st = &self.state;
+        if st.finished.replace(true) {
+            return;
+        }
+        tracing::debug!(
+            parent = %st.parent.name(),
+            children = st.children.borrow().len(),
+            "task group dropped before it finished: cancelling its children"
+        );
+        st.on_completed.borrow_mut().take();
+        st.abort();
+        if st.parent_cancel_requested.replace(false) {
+            st.parent.uncancel();
         }
     }
 }
@@ -121,6 +153,12 @@ impl fmt::Debug for TaskGroup {
 /// [`Error::Group`] with every child failure (and the body's own error, if any) when something
 /// failed; `Err(Cancelled)` when cancelled from outside; [`Error::InvalidState`] outside a task.
 ///
+/// # Cancel safety
+///
+/// Dropping the returned future before it finished cancels the children still running (they
+/// get `Err(Cancelled)` and may clean up; nobody waits for them) and withdraws the
+/// cancellation the group had requested of its task after a failure. Their outcomes are lost.
+///
 /// # Examples
 ///
 /// ```
@@ -156,6 +194,10 @@ where
         finished: Cell::new(false),
         on_completed: RefCell::new(None),
     });
+    // Armed until the group finished: dropping the group early takes its children down.
+    let _guard = DropGuard {
+        state: state.clone(),
+    };
     let body_result = body(TaskGroup {
         state: state.clone(),
     })

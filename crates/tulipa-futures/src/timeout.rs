@@ -5,6 +5,10 @@
 //! inside gets `Err(Cancelled)` and can clean up, even with awaits. When that cancellation
 //! leaves the scope, the scope turns it into [`Error::Timeout`]; a cancellation that came from
 //! elsewhere passes through untouched.
+//!
+//! A scope dropped before it ended (by a foreign `select`, or with its aborted task) cancels its
+//! timer; if the deadline had already passed, it also withdraws the cancellation it requested
+//! ([`Task::uncancel`](crate::Task::uncancel)), so no later, unrelated await of the task gets it.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -142,6 +146,12 @@ impl TimeoutScope {
     ///
     /// [`Error::Timeout`] when the deadline cancelled `fut`; [`Error::InvalidState`] outside a task
     /// or when the scope was already used; otherwise whatever `fut` returns.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the returned future drops `fut` and cancels the timer; if the deadline had
+    /// already passed, the cancellation it requested of the task is withdrawn, so it does not
+    /// reach a later await. [`expired`](TimeoutScope::expired) still tells whether it passed.
     pub async fn run<F, T>(&self, fut: F) -> Result<T>
     where
         F: std::future::Future<Output = Result<T>>,
@@ -155,8 +165,12 @@ impl TimeoutScope {
         *st.task.borrow_mut() = Some(task.clone());
         st.stage.set(Stage::Entered);
         self.reschedule(st.when.get());
-        let exit = ExitGuard { scope: self };
+        let mut exit = ExitGuard {
+            scope: self,
+            finished: false,
+        };
         let r = fut.await;
+        exit.finished = true;
         drop(exit);
         if st.stage.get() == Stage::Expiring {
             st.stage.set(Stage::Expired);
@@ -174,15 +188,32 @@ impl TimeoutScope {
     }
 }
 
-/// Cancels the scope's timer however `run` ends (also when its future is dropped).
+/// Cancels the scope's timer however `run` ends. When `run`'s future is dropped before it ends,
+/// also withdraws the cancellation an expired timer requested, which nothing else would consume.
 struct ExitGuard<'a> {
     scope: &'a TimeoutScope,
+    /// `run` reached its end and settles the outcome itself.
+    finished: bool,
 }
 
 impl Drop for ExitGuard<'_> {
     fn drop(&mut self) {
-        if let Some(t) = self.scope.state.timer.borrow_mut().take() {
+        let st = &self.scope.state;
+        if let Some(t) = st.timer.borrow_mut().take() {
             t.cancel();
+        }
+        if self.finished {
+            return;
+        }
+        // Dropped early (a foreign `select` took another branch, or the task was aborted).
+        if st.stage.get() == Stage::Expiring {
+            st.stage.set(Stage::Expired);
+            if let Some(task) = st.task.borrow().clone() {
+                tracing::debug!(task = %task.name(), "expired timeout scope dropped: withdrawing its cancellation");
+                task.uncancel();
+            }
+        } else {
+            st.stage.set(Stage::Exited);
         }
     }
 }
