@@ -183,7 +183,8 @@ impl<T: Send + 'static> ConcurrentFuture<T> {
         }
     }
 
-    /// Blocks until done (or `timeout` passes) and moves the result out.
+    /// Blocks until done (or `timeout` passes) and moves the result out. A `timeout` too large
+    /// for the clock (such as `Duration::MAX`) waits without a limit.
     ///
     /// # Errors
     ///
@@ -211,7 +212,8 @@ impl<T: Send + 'static> ConcurrentFuture<T> {
     }
 
     fn wait_done(&self, timeout: Option<Duration>) -> Result<MutexGuard<'_, CfState<T>>> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        // A timeout too large for the clock (`Duration::MAX`) is no timeout.
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let mut s = lock(&self.shared.state);
         while matches!(s.stage, Stage::Pending | Stage::Running) {
             s = match deadline {

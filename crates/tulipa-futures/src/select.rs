@@ -222,12 +222,15 @@ impl<T: 'static> Select<T> {
                 None => Err(Error::InvalidState("the select has no source")),
             }
         };
-        match limit {
+        // A limit too large for the clock (`Duration::MAX`) is no limit.
+        let deadline = match limit {
+            Some(d) => EventLoop::running()?.time().checked_add(d),
+            None => None,
+        };
+        match deadline {
             None => next.await,
-            Some(d) => {
+            Some(deadline) => {
                 // A timer on the running loop; the wait stays cancel-safe because `next` is.
-                let lp = EventLoop::running()?;
-                let deadline = lp.time() + d;
                 let mut next = std::pin::pin!(next);
                 let mut sleep = std::pin::pin!(crate::sleep_until(deadline));
                 poll_fn(|cx| {

@@ -78,14 +78,15 @@ impl TimeoutScope {
         }
     }
 
-    /// A scope that expires `delay` from now on the running loop's clock.
+    /// A scope that expires `delay` from now on the running loop's clock. A `delay` too large
+    /// for the clock (such as `Duration::MAX`) means no deadline, as `sleep` saturates.
     ///
     /// # Errors
     ///
     /// [`Error::Loop`] outside a running loop.
     pub fn after(delay: Duration) -> Result<Self> {
         let lp = EventLoop::running()?;
-        Ok(Self::at(Some(lp.time() + delay)))
+        Ok(Self::at(lp.time().checked_add(delay)))
     }
 
     /// The deadline, if any.
@@ -227,7 +228,8 @@ impl fmt::Debug for TimeoutScope {
     }
 }
 
-/// Runs `fut` with a timeout of `delay` (asyncio's `async with timeout(delay)`).
+/// Runs `fut` with a timeout of `delay` (asyncio's `async with timeout(delay)`). A `delay` too
+/// large for the clock (such as `Duration::MAX`) never expires.
 ///
 /// # Errors
 ///

@@ -515,3 +515,16 @@ fn spawn_threadsafe_task_aborted_by_the_loop_closing_fails_the_future() {
     let r = cf.result(Some(SAFETY));
     assert!(matches!(&r, Err(e) if e.is_cancelled()), "{r:?}");
 }
+
+#[test]
+fn result_with_a_duration_max_timeout_waits_without_a_limit() {
+    // Too large for the clock: no limit (it used to overflow and panic).
+    let done = ConcurrentFuture::new();
+    done.set_result(5u32).unwrap();
+    assert_eq!(done.result(Some(Duration::MAX)).unwrap(), 5);
+    assert_eq!(done.take_result(Some(Duration::MAX)).unwrap(), 5);
+    let pool = ThreadPoolExecutor::new(1, "max-timeout");
+    let cf = pool.submit(|| 6u32).unwrap();
+    assert_eq!(cf.result(Some(Duration::MAX)).unwrap(), 6);
+    pool.shutdown(true, false);
+}

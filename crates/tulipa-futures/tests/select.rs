@@ -569,3 +569,18 @@ fn a_source_ending_mid_poll_does_not_hide_the_source_after_it() {
         Ok(())
     });
 }
+
+#[test]
+fn get_with_a_duration_max_limit_waits_without_a_limit() {
+    block_on(async {
+        let lp = running();
+        let select = Select::new(true);
+        let id = select.add_future(work(3_600_000, 9)?);
+        let start = lp.time();
+        // Too large for the clock: no deadline (it used to overflow and panic).
+        let (got, v) = select.get(Some(Duration::MAX)).await?;
+        assert_eq!((got, v?), (id, 9));
+        assert_eq!(lp.time() - start, Duration::from_secs(3600));
+        Ok(())
+    });
+}

@@ -797,3 +797,25 @@ fn wait_for_task_that_ignores_cancellation_is_waited_for() {
         Ok(())
     });
 }
+
+#[test]
+fn a_duration_max_timeout_never_expires() {
+    // Too large for the clock: no deadline, as sleep and call_later saturate (it used to panic).
+    block_on(async {
+        let start = now();
+        let v = timeout(Duration::MAX, async {
+            sleep(secs(3600)).await?;
+            Ok(7)
+        })
+        .await?;
+        assert_eq!(v, 7);
+        assert_eq!(elapsed(start), secs(3600));
+        let scope = TimeoutScope::after(Duration::MAX)?;
+        assert_eq!(scope.when(), None);
+        assert!(scope.run(sleep(secs(1))).await.is_ok());
+        assert!(!scope.expired());
+        let v = wait_for(spawn(async { Ok(3) })?, Some(Duration::MAX)).await?;
+        assert_eq!(v, 3);
+        Ok(())
+    });
+}
