@@ -292,7 +292,12 @@ type Job = Box<dyn FnOnce(bool) + Send>;
 struct PoolQueue {
     jobs: VecDeque<Job>,
     shutdown: bool,
+    /// Workers waiting for work that no submission has reserved yet. A submission reserves one
+    /// (as CPython's `_idle_semaphore.acquire(timeout=0)`) and only starts a thread when none is
+    /// left, so a burst of submissions never counts the same idle worker twice.
     idle: usize,
+    /// Reservations not yet picked up: each wakes one idle worker.
+    wakeups: usize,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -326,6 +331,7 @@ impl ThreadPoolExecutor {
                     jobs: VecDeque::new(),
                     shutdown: false,
                     idle: 0,
+                    wakeups: 0,
                     threads: Vec::new(),
                 }),
                 cond: Condvar::new(),
@@ -372,17 +378,29 @@ impl ThreadPoolExecutor {
         if q.shutdown {
             return Err(Error::ExecutorShutdown);
         }
-        q.jobs.push_back(job);
-        if q.idle == 0 && q.threads.len() < self.pool.max_workers {
+        if q.idle > 0 {
+            // Reserve an idle worker for this job.
+            q.idle -= 1;
+            q.wakeups += 1;
+            q.jobs.push_back(job);
+            drop(q);
+            self.pool.cond.notify_one();
+        } else if q.threads.len() < self.pool.max_workers {
+            // Queued only once its thread exists: a failed spawn must not leave the job behind.
+            // The new thread waits for the lock, held until the job is queued.
             let pool = self.pool.clone();
             let name = format!("{}-{}", self.pool.name, q.threads.len());
             let t = std::thread::Builder::new()
                 .name(name)
-                .spawn(move || worker(&pool))?;
+                .spawn(move || worker(&pool))
+                .inspect_err(|e| {
+                    tracing::warn!(pool = %self.pool.name, error = %e, "worker thread not started");
+                })?;
             q.threads.push(t);
+            q.jobs.push_back(job);
         } else {
-            drop(q);
-            self.pool.cond.notify_one();
+            // Every worker is busy: the first to finish takes it.
+            q.jobs.push_back(job);
         }
         Ok(cf)
     }
@@ -431,8 +449,15 @@ fn worker(pool: &Pool) {
                     return;
                 }
                 q.idle += 1;
-                q = pool.cond.wait(q).unwrap_or_else(|e| e.into_inner());
-                q.idle -= 1;
+                while q.wakeups == 0 && !q.shutdown {
+                    q = pool.cond.wait(q).unwrap_or_else(|e| e.into_inner());
+                }
+                if q.wakeups > 0 {
+                    // Reserved by a submission (which already took us off `idle`).
+                    q.wakeups -= 1;
+                } else {
+                    q.idle -= 1;
+                }
             }
         };
         job(true);

@@ -528,3 +528,32 @@ fn result_with_a_duration_max_timeout_waits_without_a_limit() {
     assert_eq!(cf.result(Some(Duration::MAX)).unwrap(), 6);
     pool.shutdown(true, false);
 }
+
+#[test]
+fn a_burst_of_jobs_gets_one_worker_each_while_a_worker_is_idle() {
+    // N jobs that all wait for each other: they finish only if each has its own thread. An idle
+    // worker used to be counted for every submission of the burst until it woke up, so too few
+    // threads started and the jobs deadlocked.
+    const N: usize = 8;
+    let pool = ThreadPoolExecutor::new(N + 1, "burst");
+    for _ in 0..3 {
+        // Leaves idle workers behind: the case that went wrong.
+        pool.submit(|| ()).unwrap().result(Some(SAFETY)).unwrap();
+        let barrier = Arc::new(std::sync::Barrier::new(N));
+        let jobs: Vec<_> = (0..N)
+            .map(|_| {
+                let b = barrier.clone();
+                pool.submit(move || b.wait().is_leader()).unwrap()
+            })
+            .collect();
+        let mut leaders = 0;
+        for j in jobs {
+            let leader = j
+                .result(Some(SAFETY))
+                .expect("every job got a worker: none waits forever for a later one");
+            leaders += usize::from(leader);
+        }
+        assert_eq!(leaders, 1);
+    }
+    pool.shutdown(true, false);
+}
