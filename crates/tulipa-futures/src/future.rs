@@ -371,6 +371,11 @@ impl<T: 'static> Future<T> {
         std::ptr::eq(self.core(), other.core())
     }
 
+    /// The address of the shared slot: equal for handles that are [`ptr_eq`](Future::ptr_eq).
+    pub(crate) fn addr(&self) -> *const () {
+        std::ptr::from_ref(self.core()).cast()
+    }
+
     /// Completes the future; false if it was already done. Wakes awaiters, schedules callbacks.
     pub(crate) fn complete(&self, r: Result<T>) -> bool {
         self.core().complete(r, || self.clone())

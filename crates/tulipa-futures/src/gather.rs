@@ -1,6 +1,7 @@
 //! `gather` and `shield` (asyncio's `tasks.gather`, `tasks.shield`).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::panic::Location;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -14,8 +15,22 @@ use crate::future::Future;
 /// order given (asyncio's `gather`).
 ///
 /// The first child that fails (or is cancelled) fails the gather at once with its error; the other
-/// children go on. Cancelling the returned future cancels every child that is not done; the
-/// gather then ends cancelled once they have finished.
+/// children go on.
+///
+/// Cancelling the returned future cancels every child that is not done, passing the message
+/// on. As any failure, the first child that ends cancelled then fails the gather at once with
+/// its `Err(Cancelled)`, carrying that message; if every child ends otherwise (the children
+/// suppressed the cancellation with values), the gather still ends `Err(Cancelled)` with the
+/// message, once the last one has finished (asyncio's `_GatheringFuture`).
+///
+/// # Repeated futures
+///
+/// A future passed more than once (the same future, as [`Future::ptr_eq`] tells) is awaited and
+/// cancelled once, as in asyncio. asyncio puts the same result object in each of its slots; here
+/// awaiting moves the value out (`T` need not be `Clone`), so the value goes to the future's
+/// first slot and each later slot holds [`Error::InvalidState`] saying that the future appears
+/// more than once: `gather` then fails with that error, [`gather_settled`] keeps it in the slot.
+/// An error or cancellation is cloned into every slot of its future.
 ///
 /// # Errors
 ///
@@ -65,6 +80,12 @@ pub fn gather<T: 'static>(
 /// As [`gather`], but errors and cancellations of children are returned in their slots instead of
 /// failing the gather (asyncio's `return_exceptions=True`).
 ///
+/// Cancelling the returned future cancels every child that is not done; the gather then ends
+/// `Err(Cancelled)` once they have all finished, with the last child's cancellation (or, if that
+/// child ended otherwise, the message the gather was cancelled with). A future passed more than
+/// once gets its value in its first slot and [`Error::InvalidState`] in the later ones; see
+/// [`gather`].
+///
 /// # Errors
 ///
 /// As [`gather`].
@@ -75,17 +96,37 @@ pub fn gather_settled<T: 'static>(
     gather_inner(fs, true, Location::caller())
 }
 
+/// The error of a slot whose future already appeared in an earlier slot and ended with a value.
+const REPEATED: &str = "a future appears more than once in gather: its value can be moved out \
+                        only once, to its first slot";
+
 fn gather_inner<T: 'static>(
     fs: impl IntoIterator<Item = impl Into<Future<T>>>,
     return_exceptions: bool,
     at: &'static std::panic::Location<'static>,
 ) -> Result<Future<Vec<Result<T>>>> {
-    let children: Vec<Future<T>> = fs.into_iter().map(Into::into).collect();
+    // Each distinct future is awaited (and cancelled) once, however often it is passed, as
+    // asyncio does; `slots` maps every argument to its distinct child.
+    let mut children: Vec<Future<T>> = Vec::new();
+    let mut seen: HashMap<*const (), usize> = HashMap::new();
+    let slots: Vec<usize> = fs
+        .into_iter()
+        .map(|f| {
+            let f: Future<T> = f.into();
+            *seen.entry(f.addr()).or_insert_with(|| {
+                children.push(f);
+                children.len() - 1
+            })
+        })
+        .collect();
+    drop(seen);
     let lp = match children.first() {
         Some(c) => c.get_loop().clone(),
         None => EventLoop::running()?,
     };
-    let cancel_requested = Rc::new(Cell::new(false));
+    // `Some(message)` once a cancellation of the gather reached a child (asyncio's
+    // `_cancel_requested`), with the message it was given.
+    let cancel_requested: Rc<RefCell<Option<Option<Arc<str>>>>> = Rc::new(RefCell::new(None));
     let outer: Future<Vec<Result<T>>> = Future::with_custom_cancel(
         lp,
         {
@@ -97,7 +138,7 @@ fn gather_inner<T: 'static>(
                     any |= c.cancel(msg.as_deref());
                 }
                 if any {
-                    requested.set(true);
+                    *requested.borrow_mut() = Some(msg);
                 }
                 any
             }
@@ -110,10 +151,12 @@ fn gather_inner<T: 'static>(
     }
     let finished = Rc::new(Cell::new(0usize));
     let total = children.len();
+    let slots = Rc::new(slots);
     for child in &children {
-        let (outer, all, finished, requested) = (
+        let (outer, all, slots, finished, requested) = (
             outer.clone(),
             children.clone(),
+            slots.clone(),
             finished.clone(),
             cancel_requested.clone(),
         );
@@ -125,31 +168,57 @@ fn gather_inner<T: 'static>(
                 return;
             }
             if !return_exceptions {
-                if let Err(e) = child.exception() {
-                    let _ = outer.set_exception(e);
-                    return;
-                }
-                if let Ok(Some(e)) = child.exception() {
-                    let _ = outer.set_exception(e);
-                    return;
+                // The first child to fail or to be cancelled ends the gather at once.
+                match child.exception() {
+                    Err(e) | Ok(Some(e)) => {
+                        let _ = outer.set_exception(e);
+                        return;
+                    }
+                    Ok(None) => {}
                 }
             }
             if finished.get() == total {
-                if requested.get() {
-                    let _ = outer.set_exception(Error::Cancelled(Cancelled::default()));
+                if let Some(msg) = requested.borrow_mut().take() {
+                    // Cancelled, but the children ended otherwise: still cancelled, with the
+                    // last child's cancellation or the message the gather was cancelled with.
+                    let e = match child.exception() {
+                        Err(e) => e,
+                        _ => Error::Cancelled(Cancelled::new(msg)),
+                    };
+                    let _ = outer.set_exception(e);
                     return;
                 }
-                let results = all.iter().map(Future::take_result).collect();
-                let _ = outer.set_result(results);
+                let _ = outer.set_result(collect(&all, &slots));
             }
         });
     }
     Ok(outer)
 }
 
+/// The outcome of every slot, once every child is done: a value goes to the first slot of its
+/// future, an error to each of its slots.
+fn collect<T: 'static>(children: &[Future<T>], slots: &[usize]) -> Vec<Result<T>> {
+    let mut first = vec![true; children.len()];
+    slots
+        .iter()
+        .map(|&i| {
+            let child = &children[i];
+            if std::mem::replace(&mut first[i], false) {
+                return child.take_result();
+            }
+            match child.exception() {
+                Err(e) | Ok(Some(e)) => Err(e),
+                Ok(None) => Err(Error::InvalidState(REPEATED)),
+            }
+        })
+        .collect()
+}
+
 /// Protects `fut` from cancellation (asyncio's `shield`): the returned future can be cancelled
 /// (and is, when the task awaiting it is cancelled) while `fut` goes on. When `fut` finishes and
-/// the shield was not cancelled, the shield gets its outcome (the value is moved).
+/// the shield was not cancelled, the shield gets its outcome (the value is moved). When it was,
+/// an error of `fut` counts as retrieved (it is not reported as never retrieved), as in asyncio;
+/// a value stays in `fut`.
 #[track_caller]
 pub fn shield<T: 'static>(fut: impl Into<Future<T>>) -> Future<T> {
     let inner = fut.into();
@@ -160,7 +229,9 @@ pub fn shield<T: 'static>(fut: impl Into<Future<T>>) -> Future<T> {
     let o = outer.clone();
     inner.add_done_callback(move |inner| {
         if o.cancelled() {
-            // Nobody will read it through the shield; an error is still reported if unread.
+            // Whoever cancelled the shield gave up on the outcome: mark an error retrieved, as
+            // asyncio's `_inner_done_callback` does, so it is not reported as never retrieved.
+            let _ = inner.exception();
             return;
         }
         let _ = match inner.take_result() {
