@@ -470,8 +470,17 @@ impl<T: 'static> Task<T> {
         uncancel(self.data())
     }
 
-    /// Stops the task the Rust way: its future is dropped (destructors run) right away if it is
-    /// idle, or as soon as its current step returns, and the task ends cancelled.
+    /// Stops the task the Rust way: its future is dropped unpolled (its destructors run) and the
+    /// task ends cancelled (`Err(Cancelled)`, message "the task was aborted"). A task already done
+    /// is left alone.
+    ///
+    /// Nothing is dropped inside `abort`: it schedules the task, and the loop drops the future
+    /// when it runs it. For an idle task that is the loop's next iteration (the caller sees it
+    /// done after one `sleep(Duration::ZERO).await`); for a task that aborts itself, right after
+    /// its current step returns; if the loop is closed first, when it closes. [`done`] turns true
+    /// only then, once the future and everything it owns are gone.
+    ///
+    /// [`done`]: Future::done
     pub fn abort(&self) {
         let handle = self.data().handle.take();
         drop(handle);

@@ -736,6 +736,31 @@ fn abort_of_a_task_stuck_in_a_foreign_future_drops_it_and_ends_cancelled() {
 }
 
 #[test]
+fn abort_of_an_idle_task_drops_its_future_on_the_next_iteration() {
+    block_on(async move {
+        let dropped = flag();
+        let d = dropped.clone();
+        let t: Task<()> = spawn(async move {
+            let _guard = DropFlag(d);
+            sleep(Duration::from_secs(3600)).await
+        })?;
+        ticks(1).await?;
+        t.abort();
+        // `abort` only schedules the task: its future is still there, and it is not done.
+        assert!(!dropped.get(), "dropped inside abort()");
+        assert!(!t.done());
+        sleep(Duration::ZERO).await?;
+        // One iteration later the loop ran it: the future is gone and the task is done.
+        assert!(dropped.get(), "not dropped after one iteration");
+        assert!(t.done() && t.cancelled());
+        let r = t.clone().await;
+        assert!(is_cancelled(&r), "{r:?}");
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
 fn cancel_of_a_task_stuck_in_a_foreign_future_stays_pending_until_abort() {
     let dropped = flag();
     let d = dropped.clone();
