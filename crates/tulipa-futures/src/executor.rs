@@ -626,7 +626,8 @@ where
         };
         let id = task.id();
         let o2 = out.clone();
-        task.add_done_callback(move |t| {
+        // The task was just spawned, so it is pending and this cannot fail.
+        let _ = task.add_done_callback(move |t| {
             let _ = match t.take_result() {
                 Ok(v) => o2.set_result(v),
                 Err(e) => o2.set_exception(e),

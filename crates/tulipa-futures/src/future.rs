@@ -330,20 +330,32 @@ impl<T: 'static> Future<T> {
 
     /// Adds a callback run with this future once it is done. It is always scheduled through the
     /// loop's `call_soon`, never called inline, even if the future is already done.
-    pub fn add_done_callback(&self, f: impl FnOnce(&Future<T>) + 'static) -> CallbackId {
+    ///
+    /// A callback added while the future is pending is scheduled when it completes; if its loop
+    /// is closed by then, the callback is dropped without running (and logged at debug level),
+    /// as the loop can run nothing more.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Loop`] (`Closed`) when the future is already done and its loop is closed, so the
+    /// callback could never run (asyncio raises `RuntimeError`); `f` is dropped.
+    pub fn add_done_callback(&self, f: impl FnOnce(&Future<T>) + 'static) -> Result<CallbackId> {
         let core = self.core();
         let mut s = core.state.borrow_mut();
         let State::Pending(waiters) = &mut *s else {
             drop(s);
-            core.schedule_callback(self.clone(), Box::new(f));
+            core.lp.call_soon({
+                let me = self.clone();
+                move || f(&me)
+            })?;
             // Already scheduled: nothing can remove it, so any id will do.
-            return CallbackId(0);
+            return Ok(CallbackId(0));
         };
         let cbs = waiters.extra_mut();
         cbs.next_id += 1;
         let id = cbs.next_id;
         cbs.list.push((id, Box::new(f)));
-        CallbackId(id)
+        Ok(CallbackId(id))
     }
 
     /// Removes a done callback that has not been scheduled yet; returns whether it was found.
@@ -539,7 +551,9 @@ impl<T: 'static> std::future::Future for Future<T> {
 impl<T: 'static> Completion for Future<T> {
     type Output = Result<T>;
     fn notify_when_done(&mut self, done: DoneNotifier) {
-        self.add_done_callback(move |_| done.notify());
+        // A done future on a closed loop: the notifier is dropped, which is all a closed loop
+        // can do with it.
+        let _ = self.add_done_callback(move |_| done.notify());
     }
     fn take_output(&mut self) -> Option<Result<T>> {
         self.core().try_take()

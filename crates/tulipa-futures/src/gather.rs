@@ -73,7 +73,7 @@ pub fn gather<T: 'static>(
             Ok(v) => p2.set_result(v),
             Err(e) => p2.set_exception(e),
         };
-    });
+    })?;
     Ok(plain)
 }
 
@@ -190,7 +190,7 @@ fn gather_inner<T: 'static>(
                 }
                 let _ = outer.set_result(collect(&all, &slots));
             }
-        });
+        })?;
     }
     Ok(outer)
 }
@@ -227,7 +227,8 @@ pub fn shield<T: 'static>(fut: impl Into<Future<T>>) -> Future<T> {
     }
     let outer: Future<T> = Future::new(inner.get_loop());
     let o = outer.clone();
-    inner.add_done_callback(move |inner| {
+    // `inner` is pending, so this cannot fail.
+    let _ = inner.add_done_callback(move |inner| {
         if o.cancelled() {
             // Whoever cancelled the shield gave up on the outcome: mark an error retrieved, as
             // asyncio's `_inner_done_callback` does, so it is not reported as never retrieved.

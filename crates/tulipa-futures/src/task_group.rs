@@ -125,7 +125,7 @@ impl TaskGroup {
             if let Some(st) = weak.upgrade() {
                 st.child_done(id, error);
             }
-        });
+        })?;
         Ok(task)
     }
 

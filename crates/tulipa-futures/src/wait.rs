@@ -113,7 +113,7 @@ pub async fn wait<T: 'static>(
                 if fire {
                     let _ = w.set_result(());
                 }
-            });
+            })?;
             regs.callbacks.push((f.clone(), id));
         }
         if let Some(d) = timeout {
@@ -216,7 +216,7 @@ pub fn as_completed<T: 'static>(
         let id = f.add_done_callback(move |f| {
             s.done.borrow_mut().push_back(f.clone());
             s.wake();
-        });
+        })?;
         regs.callbacks.push((f.clone(), id));
     }
     if let (Some(d), Some(f)) = (timeout, fs.first()) {

@@ -102,8 +102,14 @@ fn a_task_group_dropped_by_a_select_cancels_its_children() {
             sleep(secs(100)).await
         });
         assert!(race(group, &Trigger::after(secs(1))).await.is_none());
-        let child = slot.borrow_mut().take().expect("the body spawned the child");
-        assert!(!child.done(), "cancelled, but the child has not run its cleanup yet");
+        let child = slot
+            .borrow_mut()
+            .take()
+            .expect("the body spawned the child");
+        assert!(
+            !child.done(),
+            "cancelled, but the child has not run its cleanup yet"
+        );
         let r = child.await;
         assert!(is_cancelled(&r), "the child was left running: {r:?}");
         assert_eq!(cancelled.get(), 1, "the child saw its cancellation");
@@ -127,7 +133,10 @@ fn a_task_group_whose_task_is_aborted_cancels_its_children() {
             .await
         })?;
         sleep(secs(1)).await?;
-        let child = slot.borrow_mut().take().expect("the body spawned the child");
+        let child = slot
+            .borrow_mut()
+            .take()
+            .expect("the body spawned the child");
         parent.abort();
         assert!(is_cancelled(&parent.clone().await));
         let start = now();
@@ -153,7 +162,11 @@ fn a_dropped_task_group_withdraws_the_cancellation_it_requested_of_its_task() {
             Ok(())
         });
         assert!(race(group, &Trigger::after(secs(2))).await.is_none());
-        assert_eq!(me.cancelling(), 0, "a stray cancellation request was left behind");
+        assert_eq!(
+            me.cancelling(),
+            0,
+            "a stray cancellation request was left behind"
+        );
         let start = now();
         let r = sleep(secs(1)).await;
         assert!(r.is_ok(), "a later, unrelated await was cancelled: {r:?}");
@@ -174,7 +187,11 @@ fn a_dropped_expired_timeout_scope_withdraws_its_cancellation() {
         });
         assert!(race(run, &Trigger::after(secs(2))).await.is_none());
         assert!(scope.expired(), "the deadline passed while the scope ran");
-        assert_eq!(me.cancelling(), 0, "a stray cancellation request was left behind");
+        assert_eq!(
+            me.cancelling(),
+            0,
+            "a stray cancellation request was left behind"
+        );
         let start = now();
         let r = sleep(secs(1)).await;
         assert!(r.is_ok(), "a later, unrelated await was cancelled: {r:?}");

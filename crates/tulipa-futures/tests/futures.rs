@@ -9,8 +9,17 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use tulipa_futures::rt::{EventLoop, ExceptionContext};
+use tulipa_futures::rt::{EventLoop, ExceptionContext, LoopError};
 use tulipa_futures::{run_until_complete, spawn_on, Error, Future};
+
+/// Sets its flag when dropped.
+struct DropFlag(Rc<Cell<bool>>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.set(true);
+    }
+}
 
 fn virtual_loop() -> EventLoop {
     EventLoop::new_virtual().expect("a virtual-time loop")
@@ -258,7 +267,8 @@ fn done_callback_is_not_called_inline_by_set_result() {
     let f: Future<u32> = Future::new(&lp);
     let seen = log();
     let s = seen.clone();
-    f.add_done_callback(move |f| s.borrow_mut().push(f.result().unwrap()));
+    f.add_done_callback(move |f| s.borrow_mut().push(f.result().unwrap()))
+        .unwrap();
     f.set_result(5).unwrap();
     assert!(seen.borrow().is_empty(), "scheduled, not called");
     run_once(&lp);
@@ -275,10 +285,31 @@ fn done_callback_added_to_a_done_future_is_scheduled_not_called_inline() {
     f.add_done_callback(move |f| {
         assert_eq!(f.result().unwrap(), 9);
         r.set(true);
-    });
+    })
+    .unwrap();
     assert!(!ran.get(), "a callback is never called inline");
     run_once(&lp);
     assert!(ran.get(), "it runs on the next loop iteration");
+}
+
+#[test]
+fn done_callback_added_to_a_done_future_of_a_closed_loop_is_an_error() {
+    // asyncio raises RuntimeError (call_soon on a closed loop); the callback could never run.
+    let lp = virtual_loop();
+    let f: Future<u32> = Future::new(&lp);
+    f.set_result(9).unwrap();
+    lp.close().unwrap();
+    let dropped = Rc::new(Cell::new(false));
+    let guard = DropFlag(dropped.clone());
+    let r = f.add_done_callback(move |_| {
+        let _keep = &guard;
+        unreachable!("a closed loop runs nothing");
+    });
+    match r {
+        Err(Error::Loop(e)) => assert!(matches!(*e, LoopError::Closed), "{e:?}"),
+        other => panic!("expected Err(Loop(Closed)), got {other:?}"),
+    }
+    assert!(dropped.get(), "the callback was dropped, not kept");
 }
 
 #[test]
@@ -288,7 +319,8 @@ fn done_callbacks_run_in_the_order_they_were_added() {
     let order = log();
     for i in 0..5 {
         let o = order.clone();
-        f.add_done_callback(move |_| o.borrow_mut().push(i));
+        f.add_done_callback(move |_| o.borrow_mut().push(i))
+            .unwrap();
     }
     f.set_result(0).unwrap();
     run_once(&lp);
@@ -301,7 +333,7 @@ fn done_callbacks_run_once_even_when_the_loop_keeps_running() {
     let f: Future<u32> = Future::new(&lp);
     let n = Rc::new(Cell::new(0));
     let n2 = n.clone();
-    f.add_done_callback(move |_| n2.set(n2.get() + 1));
+    f.add_done_callback(move |_| n2.set(n2.get() + 1)).unwrap();
     f.cancel(None);
     for _ in 0..3 {
         run_once(&lp);
@@ -317,7 +349,8 @@ fn done_callbacks_run_on_cancel_and_on_exception() {
     let failed: Future<u32> = Future::new(&lp);
     for (name, f) in [("cancelled", &cancelled), ("failed", &failed)] {
         let s = seen.clone();
-        f.add_done_callback(move |f| s.borrow_mut().push((name, f.cancelled())));
+        f.add_done_callback(move |f| s.borrow_mut().push((name, f.cancelled())))
+            .unwrap();
     }
     cancelled.cancel(None);
     failed.set_exception(boom()).unwrap();
@@ -335,6 +368,7 @@ fn remove_done_callback_removes_only_that_one() {
         .map(|i| {
             let o = order.clone();
             f.add_done_callback(move |_| o.borrow_mut().push(i))
+                .unwrap()
         })
         .collect();
     assert!(f.remove_done_callback(ids[1]));
@@ -351,7 +385,7 @@ fn remove_done_callback_after_completion_finds_nothing() {
     let f: Future<u32> = Future::new(&lp);
     let ran = Rc::new(Cell::new(false));
     let r = ran.clone();
-    let id = f.add_done_callback(move |_| r.set(true));
+    let id = f.add_done_callback(move |_| r.set(true)).unwrap();
     f.set_result(0).unwrap();
     assert!(
         !f.remove_done_callback(id),
@@ -370,9 +404,11 @@ fn done_callback_can_add_another_callback() {
     f.add_done_callback(move |f| {
         o.borrow_mut().push("first");
         let o2 = o.clone();
-        f.add_done_callback(move |_| o2.borrow_mut().push("added later"));
+        f.add_done_callback(move |_| o2.borrow_mut().push("added later"))
+            .unwrap();
         assert_eq!(o.borrow().len(), 1, "the nested one is scheduled too");
-    });
+    })
+    .unwrap();
     f.set_result(0).unwrap();
     run_once(&lp);
     assert_eq!(*order.borrow(), ["first"]);

@@ -111,7 +111,11 @@ fn a_repeated_task_is_cancelled_once() {
         let g = gather_settled([a.clone(), a.clone(), a.clone()])?;
         sleep(secs(1)).await?;
         assert!(g.cancel(None));
-        assert_eq!(a.cancelling(), 1, "one cancellation request, not one per slot");
+        assert_eq!(
+            a.cancelling(),
+            1,
+            "one cancellation request, not one per slot"
+        );
         assert!(g.await.unwrap_err().is_cancelled());
         assert!(a.cancelled());
         Ok(())
@@ -158,7 +162,11 @@ fn a_cancelled_gather_ends_at_the_first_cancelled_child_with_the_message() {
         assert!(g.cancel(Some("stop all")));
         let r = g.await;
         assert_eq!(cancel_message(&r).as_deref(), Some("stop all"));
-        assert_eq!(running().time() - start, secs(1), "it did not wait for the stubborn child");
+        assert_eq!(
+            running().time() - start,
+            secs(1),
+            "it did not wait for the stubborn child"
+        );
         Ok(())
     });
 }
@@ -195,6 +203,10 @@ fn the_error_of_a_cancelled_shields_inner_future_is_not_reported_as_never_retrie
     .unwrap();
     let _ = lp.close();
     let reports = reports.borrow();
-    assert_eq!(reports.len(), 1, "only the control is reported: {reports:?}");
+    assert_eq!(
+        reports.len(),
+        1,
+        "only the control is reported: {reports:?}"
+    );
     assert!(reports[0].contains("never retrieved"), "{reports:?}");
 }
