@@ -364,6 +364,58 @@ fn as_completed_counts_duplicates_once() {
 }
 
 #[test]
+fn cancelling_a_task_blocked_in_as_completed_next_delivers_cancelled_and_loses_nothing() {
+    block_on(async {
+        let (a, b) = (after(1)?, after(3)?);
+        let (a2, b2) = (a.clone(), b.clone());
+        let waiter = spawn(async move {
+            let mut it = as_completed([a2, b2], None)?;
+            let first = it.next().await.expect("the first")?;
+            let start = now();
+            let r = it.next().await.expect("the cancellation");
+            assert_eq!(elapsed(start), secs(1), "cancelled while blocked in next()");
+            let Err(Error::Cancelled(c)) = r else {
+                panic!("expected Cancelled, got {r:?}");
+            };
+            assert_eq!(c.message(), Some("stop"));
+            // Nothing was lost: the other future still comes out of the same iterator.
+            let second = it.next().await.expect("the second")?;
+            assert!(it.next().await.is_none());
+            Ok((first.take_result()?, second.take_result()?))
+        })?;
+        sleep(secs(2)).await?;
+        assert!(waiter.cancel(Some("stop")));
+        assert_eq!(waiter.await?, (1, 3));
+        assert!(
+            !a.cancelled() && !b.cancelled(),
+            "only the waiter was cancelled"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn a_future_done_in_the_same_iteration_as_the_cancel_stays_in_as_completed() {
+    block_on(async {
+        let f: Future<u64> = Future::new(&EventLoop::running()?);
+        let f2 = f.clone();
+        let waiter = spawn(async move {
+            let mut it = as_completed([f2.clone()], None)?;
+            let r = it.next().await.expect("the cancellation");
+            assert!(r.as_ref().is_err_and(Error::is_cancelled), "{r:?}");
+            let again = it.next().await.expect("the future")?;
+            Ok(again.take_result()?)
+        })?;
+        sleep(secs(1)).await?;
+        // Both before the waiter runs again: the cancellation wins, the future is kept.
+        f.set_result(8)?;
+        assert!(waiter.cancel(None));
+        assert_eq!(waiter.await?, 8);
+        Ok(())
+    });
+}
+
+#[test]
 fn as_completed_of_nothing_ends_at_once() {
     block_on(async {
         let mut it = as_completed(Vec::<Future<u8>>::new(), None)?;
