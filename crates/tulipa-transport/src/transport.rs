@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
 
 use socket2::{SockAddr, Socket};
 use tulipa_futures::rt::{EventLoop, ExceptionContext};
@@ -72,6 +73,9 @@ pub(crate) struct Inner {
     reader_on: Cell<bool>,
     writer_on: Cell<bool>,
     buf: RefCell<WriteBuf>,
+    /// Tasks waiting for the write buffer to empty (`StreamWriter`'s `poll_flush`), one waker
+    /// per task; woken when it empties or the connection is lost.
+    drained: RefCell<Vec<Waker>>,
     flow: Flow,
     /// The peer's address: from `accept`, or read on first request.
     peer: OnceCell<Option<SockAddr>>,
@@ -175,6 +179,7 @@ impl Transport {
             reader_on: Cell::new(false),
             writer_on: Cell::new(false),
             buf: RefCell::new(WriteBuf::default()),
+            drained: RefCell::new(Vec::new()),
             flow: Flow::default(),
             is_tcp,
         });
@@ -393,6 +398,27 @@ impl Transport {
     /// Bytes buffered, not yet taken by the socket.
     pub fn get_write_buffer_size(&self) -> usize {
         self.inner.buf.borrow().len()
+    }
+
+    /// Ready once the write buffer is empty (every byte written is in the kernel's hands) or the
+    /// connection is lost (see [`is_lost`](Transport::is_lost)); else the task is woken when one
+    /// of the two happens. For `StreamWriter`'s `poll_flush`.
+    pub(crate) fn poll_write_buffer_empty(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let t = &self.inner;
+        if t.buf.borrow().len() == 0 || t.lost.get() {
+            return Poll::Ready(());
+        }
+        let mut waiters = t.drained.borrow_mut();
+        if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
+            waiters.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    /// True once the connection is lost or its `connection_lost` is scheduled (the buffer is then
+    /// empty or dropped for good).
+    pub(crate) fn is_lost(&self) -> bool {
+        self.inner.lost.get()
     }
 
     /// The peer's address (asyncio's `get_extra_info('peername')`). Read from the socket on the
@@ -770,6 +796,7 @@ impl Inner {
         self.flow_changed();
         if self.buf.borrow().len() == 0 {
             self.remove_writer();
+            self.wake_drained();
             if self.closing.get() {
                 if !self.lost.replace(true) {
                     self.schedule_lost(None);
@@ -832,6 +859,16 @@ impl Inner {
         self.closing.set(true);
         self.remove_reader();
         self.schedule_lost(exc);
+        self.wake_drained();
+    }
+
+    /// Wakes the tasks waiting for the write buffer to empty (taken out first: a waker may run
+    /// code that waits again).
+    fn wake_drained(&self) {
+        let waiters = std::mem::take(&mut *self.drained.borrow_mut());
+        for w in waiters {
+            w.wake();
+        }
     }
 
     fn schedule_lost(self: &Rc<Self>, exc: Option<Error>) {

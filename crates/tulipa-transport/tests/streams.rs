@@ -7,72 +7,19 @@
 //! blocked (`test_read_cancellation`-style: no byte is lost), and large transfers.
 
 mod common;
+mod streams_support;
 
-use std::cell::RefCell;
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
-use std::rc::Rc;
 
 use common::{pattern, run, settle, until};
 use futures_io::{AsyncRead, AsyncWrite};
+use streams_support::{buffered, stream_pair};
 use tulipa_futures::sync::Event;
 use tulipa_futures::{spawn, Task};
-use tulipa_transport::streams::{
-    open_connection, start_server, StreamReader, StreamWriter, DEFAULT_LIMIT,
-};
-use tulipa_transport::{Error, Server, ServerOptions};
-
-/// The number of bytes a reader holds, from its `Debug` output (there is no public getter).
-fn buffered(reader: &StreamReader) -> usize {
-    let dbg = format!("{reader:?}");
-    let rest = &dbg[dbg.find("buffered: ").expect("Debug shows buffered") + 10..];
-    rest[..rest
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(rest.len())]
-        .parse()
-        .unwrap()
-}
-
-/// A stream server whose handler gets the accepted reader and writer handed out through
-/// `accepted`, and otherwise does nothing (the test drives both ends).
-async fn server_handing_out(
-    limit: usize,
-) -> tulipa_transport::Result<(Server, Rc<RefCell<Vec<(StreamReader, StreamWriter)>>>)> {
-    let accepted: Rc<RefCell<Vec<(StreamReader, StreamWriter)>>> = Rc::default();
-    let a2 = accepted.clone();
-    let server = start_server(
-        move |r, w| {
-            a2.borrow_mut().push((r, w));
-            async { Ok(()) }
-        },
-        "127.0.0.1",
-        0,
-        limit,
-        ServerOptions::default(),
-    )
-    .await?;
-    Ok((server, accepted))
-}
-
-/// A connected pair of streams: (client reader, client writer, server reader, server writer).
-async fn stream_pair(
-    client_limit: usize,
-    server_limit: usize,
-) -> tulipa_transport::Result<(
-    Server,
-    StreamReader,
-    StreamWriter,
-    StreamReader,
-    StreamWriter,
-)> {
-    let (server, accepted) = server_handing_out(server_limit).await?;
-    let port = server.local_addr().unwrap().port();
-    let (cr, cw) = open_connection("127.0.0.1", port, client_limit).await?;
-    until(|| !accepted.borrow().is_empty()).await?;
-    let (sr, sw) = accepted.borrow_mut().remove(0);
-    Ok((server, cr, cw, sr, sw))
-}
+use tulipa_transport::streams::{open_connection, start_server, StreamReader, DEFAULT_LIMIT};
+use tulipa_transport::{Error, ServerOptions};
 
 // ---------------------------------------------------------------------------------------------
 // A reader fed by hand (no socket), as most of test_streams.py does

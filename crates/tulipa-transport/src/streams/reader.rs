@@ -1,0 +1,556 @@
+//! [`StreamReader`]: the buffer a stream connection reads into (asyncio's `StreamReader`).
+//!
+//! One read waits at a time. Reads through clones of a reader share one buffer and one waiter
+//! slot; a second read that has to wait while another one waits fails with an invalid-state
+//! error (asyncio raises `RuntimeError` "... already waiting for incoming data") instead of
+//! silently taking the first one's place and leaving it hanging.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use tulipa_futures::rt::take_cancellation;
+
+use super::to_io;
+use super::writer::Owner;
+use crate::error::{Error, Result};
+use crate::transport::Transport;
+
+/// What a read does with the buffer as it is now.
+enum Step {
+    /// Not enough yet: wait for more data (or EOF, or an error).
+    Wait,
+    /// Take the first `n` bytes and return them.
+    Take(usize),
+    /// Fail, taking nothing.
+    Fail(Error),
+    /// Drop the first `n` bytes, then fail (readline's overlong line).
+    Discard(usize, Error),
+}
+
+/// Decides, from the buffer and the EOF flag, what a read does now.
+type Readiness<'a> = dyn FnMut(&[u8], bool) -> Step + 'a;
+
+pub(super) struct ReaderState {
+    /// The bytes received and not read yet. Behind an `Rc` so that `poll_fill_buf` can lend a
+    /// slice of it from its handle while the bytes stay here for everyone else; a change while
+    /// it is lent copies it first (`Rc::make_mut`), which `consume` avoids by returning the loan
+    /// before taking the bytes.
+    buf: Rc<Vec<u8>>,
+    eof: bool,
+    exc: Option<Error>,
+    /// The read waiting for data: its registration id and its task's waker.
+    waiter: Option<(u64, Waker)>,
+    /// The next registration id (a handle's futures-io reads use the handle's own; each call of
+    /// an `async` read gets a fresh one).
+    next_id: u64,
+    pub(super) transport: Option<Transport>,
+    paused: bool,
+    limit: usize,
+}
+
+impl ReaderState {
+    fn new_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// Records `id`'s waker, replacing an earlier one of the same read.
+    fn register(&mut self, id: u64, waker: &Waker) -> Result<()> {
+        match &mut self.waiter {
+            Some((other, _)) if *other != id => {
+                Err(Error::Futures(tulipa_futures::Error::InvalidState(
+                    "StreamReader: another read is already waiting for incoming data",
+                )))
+            }
+            Some((_, w)) if w.will_wake(waker) => Ok(()),
+            slot => {
+                *slot = Some((id, waker.clone()));
+                Ok(())
+            }
+        }
+    }
+
+    /// Forgets `id`'s waker, if it is the one registered.
+    fn unregister(&mut self, id: u64) {
+        if matches!(self.waiter, Some((i, _)) if i == id) {
+            self.waiter = None;
+        }
+    }
+
+    /// Removes the first `n` bytes.
+    fn take(&mut self, n: usize) -> Vec<u8> {
+        if n == 0 {
+            return Vec::new();
+        }
+        Rc::make_mut(&mut self.buf).drain(..n).collect()
+    }
+}
+
+/// The reading half of a stream connection (asyncio's `StreamReader`); a cheap handle.
+///
+/// Besides its own methods it implements the `futures-io` traits
+/// [`AsyncRead`](futures_io::AsyncRead) and [`AsyncBufRead`](futures_io::AsyncBufRead)
+/// (`poll_fill_buf` lends the buffered bytes without copying them; `consume` takes them).
+///
+/// # Limit
+///
+/// The reader buffers what arrives up to twice its limit, then pauses reading on the
+/// transport until the buffer is back to the limit (flow control towards the peer). The limit
+/// also bounds a line: [`readline`](StreamReader::readline) and
+/// [`readuntil`](StreamReader::readuntil) fail with [`Error::LimitOverrun`] rather than buffer
+/// a line without end.
+pub struct StreamReader {
+    pub(super) st: Rc<RefCell<ReaderState>>,
+    /// Shared with the writer; `None` for the protocol's own view of the reader.
+    pub(super) owner: Option<Rc<Owner>>,
+    /// This handle's registration id, for its futures-io reads.
+    id: u64,
+    /// The buffer `poll_fill_buf` lent out, until `consume`.
+    lent: Option<Rc<Vec<u8>>>,
+}
+
+impl Clone for StreamReader {
+    fn clone(&self) -> Self {
+        StreamReader {
+            id: self.st.borrow_mut().new_id(),
+            st: self.st.clone(),
+            owner: self.owner.clone(),
+            lent: None,
+        }
+    }
+}
+
+impl Drop for StreamReader {
+    fn drop(&mut self) {
+        // A futures-io read abandoned while waiting must not block the other handles' reads.
+        if let Ok(mut st) = self.st.try_borrow_mut() {
+            st.unregister(self.id);
+        }
+    }
+}
+
+/// An `async` read's registration: forgotten when the read ends or is dropped (cancelled), so
+/// that the next read may wait.
+struct Registration<'a> {
+    st: &'a RefCell<ReaderState>,
+    id: u64,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut st) = self.st.try_borrow_mut() {
+            st.unregister(self.id);
+        }
+    }
+}
+
+impl StreamReader {
+    /// An empty reader with the given buffer limit (see [Limit](StreamReader#limit); at
+    /// least 1).
+    pub fn new(limit: usize) -> Self {
+        StreamReader {
+            owner: None,
+            id: 0,
+            lent: None,
+            st: Rc::new(RefCell::new(ReaderState {
+                buf: Rc::new(Vec::new()),
+                eof: false,
+                exc: None,
+                waiter: None,
+                next_id: 0,
+                transport: None,
+                paused: false,
+                limit: limit.max(1),
+            })),
+        }
+    }
+
+    /// The buffer limit.
+    pub fn limit(&self) -> usize {
+        self.st.borrow().limit
+    }
+
+    fn wake(st: &mut ReaderState) {
+        if let Some((_, w)) = st.waiter.take() {
+            w.wake();
+        }
+    }
+
+    /// Appends received bytes (called by the protocol).
+    pub fn feed_data(&self, data: &[u8]) {
+        let mut st = self.st.borrow_mut();
+        if data.is_empty() {
+            return;
+        }
+        Rc::make_mut(&mut st.buf).extend_from_slice(data);
+        Self::wake(&mut st);
+        if !st.paused && st.buf.len() > 2 * st.limit {
+            if let Some(t) = st.transport.clone() {
+                st.paused = true;
+                drop(st);
+                t.pause_reading();
+            }
+        }
+    }
+
+    /// Marks the end of the stream.
+    pub fn feed_eof(&self) {
+        let mut st = self.st.borrow_mut();
+        st.eof = true;
+        Self::wake(&mut st);
+    }
+
+    /// Makes every further read fail with `exc` once the buffer is empty.
+    pub fn set_exception(&self, exc: Error) {
+        let mut st = self.st.borrow_mut();
+        st.exc = Some(exc);
+        Self::wake(&mut st);
+    }
+
+    /// True when the buffer is empty and the peer sent EOF.
+    pub fn at_eof(&self) -> bool {
+        let st = self.st.borrow();
+        st.eof && st.buf.is_empty()
+    }
+
+    fn maybe_resume(st: &mut ReaderState) -> Option<Transport> {
+        if st.paused && st.buf.len() <= st.limit {
+            st.paused = false;
+            return st.transport.clone();
+        }
+        None
+    }
+
+    /// Does what `ready(buffer, eof)` says; read `id` waits when it says so. Nothing is taken
+    /// before `ready` decides, so a read dropped while waiting has taken nothing.
+    fn poll_take(
+        &self,
+        id: u64,
+        cx: &mut Context<'_>,
+        ready: &mut Readiness<'_>,
+    ) -> Poll<Result<Vec<u8>>> {
+        if let Some(e) = take_cancellation() {
+            return Poll::Ready(Err(e.into()));
+        }
+        let mut st = self.st.borrow_mut();
+        let eof = st.eof;
+        let out = match ready(&st.buf, eof) {
+            Step::Take(n) => Ok(st.take(n)),
+            Step::Fail(e) => Err(e),
+            Step::Discard(n, e) => {
+                st.take(n);
+                Err(e)
+            }
+            Step::Wait => {
+                if let Some(e) = st.exc.clone() {
+                    st.unregister(id);
+                    return Poll::Ready(Err(e));
+                }
+                if let Err(e) = st.register(id, cx.waker()) {
+                    return Poll::Ready(Err(e));
+                }
+                // This read needs more than the buffer holds: a paused transport must read
+                // again, even over the limit, or the wait never ends (`readexactly(n)` with `n`
+                // over twice the limit, `read_to_end`). asyncio's `_wait_for_data` does the same.
+                if st.paused {
+                    st.paused = false;
+                    let t = st.transport.clone();
+                    drop(st);
+                    if let Some(t) = t {
+                        t.resume_reading();
+                    }
+                }
+                return Poll::Pending;
+            }
+        };
+        st.unregister(id);
+        let resume = Self::maybe_resume(&mut st);
+        drop(st);
+        if let Some(t) = resume {
+            t.resume_reading();
+        }
+        Poll::Ready(out)
+    }
+
+    /// Runs one `async` read: polls `ready` under a registration of its own.
+    async fn take_when(&self, mut ready: impl FnMut(&[u8], bool) -> Step) -> Result<Vec<u8>> {
+        let reg = Registration {
+            st: &self.st,
+            id: self.st.borrow_mut().new_id(),
+        };
+        poll_fn(|cx| self.poll_take(reg.id, cx, &mut ready)).await
+    }
+
+    /// Reads up to `n` bytes (at least one, unless at EOF: then an empty vector).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: no byte is taken unless returned.
+    ///
+    /// # Errors
+    ///
+    /// The connection's error; cancellation; an invalid-state error when another read of this
+    /// reader is already waiting.
+    pub async fn read(&self, n: usize) -> Result<Vec<u8>> {
+        self.take_when(|buf, eof| {
+            if n == 0 {
+                Step::Take(0)
+            } else if !buf.is_empty() {
+                Step::Take(buf.len().min(n))
+            } else if eof {
+                Step::Take(0)
+            } else {
+                Step::Wait
+            }
+        })
+        .await
+    }
+
+    /// Reads until EOF.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: the bytes stay buffered until EOF.
+    ///
+    /// # Errors
+    ///
+    /// As [`read`](StreamReader::read).
+    pub async fn read_to_end(&self) -> Result<Vec<u8>> {
+        // One take at EOF, not a loop of reads: a loop would hold what it read so far in a local
+        // that a cancellation drops.
+        self.take_when(|buf, eof| {
+            if eof {
+                Step::Take(buf.len())
+            } else {
+                Step::Wait
+            }
+        })
+        .await
+    }
+
+    /// Reads exactly `n` bytes.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: nothing is taken until all `n` bytes are there.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::IncompleteRead`] with the partial bytes when EOF comes first (they stay
+    /// buffered); otherwise as [`read`](StreamReader::read).
+    pub async fn readexactly(&self, n: usize) -> Result<Vec<u8>> {
+        self.take_when(|buf, eof| {
+            if buf.len() >= n {
+                Step::Take(n)
+            } else if eof {
+                Step::Fail(Error::IncompleteRead {
+                    partial: buf.to_vec(),
+                    expected: n,
+                })
+            } else {
+                Step::Wait
+            }
+        })
+        .await
+    }
+
+    /// Reads up to and including `sep` (asyncio's `readuntil`).
+    ///
+    /// The part before the separator may be up to the [limit](StreamReader#limit) long (a
+    /// chunk of exactly `limit` bytes plus the separator is accepted, as in asyncio).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: nothing is taken until the separator is there.
+    ///
+    /// # Errors
+    ///
+    /// An invalid-argument error for an empty `sep`; [`Error::LimitOverrun`] when the separator
+    /// is not within the limit (the data stays buffered); [`Error::IncompleteRead`] when EOF
+    /// comes first (the data stays buffered); otherwise as [`read`](StreamReader::read).
+    pub async fn readuntil(&self, sep: &[u8]) -> Result<Vec<u8>> {
+        check_separator(sep)?;
+        let limit = self.limit();
+        self.take_when(|buf, eof| until_separator(buf, eof, sep, limit))
+            .await
+    }
+
+    /// Reads a line ending in `\n`; at EOF, whatever is left (possibly nothing).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: nothing is taken until the whole line is there, so a `readline` cancelled
+    /// after part of a line arrived leaves that part buffered, and the next read returns the
+    /// complete line (no byte lost, none returned twice).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LimitOverrun`] when the line is longer than the limit. As in asyncio, the
+    /// overlong line is then dropped from the buffer, so that the next `readline` can go on:
+    /// up to and including its `\n` if that was buffered, else everything buffered (the rest of
+    /// that line, arriving later, is read as a line of its own). Otherwise as
+    /// [`read`](StreamReader::read).
+    pub async fn readline(&self) -> Result<Vec<u8>> {
+        let limit = self.limit();
+        self.take_when(|buf, eof| match until_separator(buf, eof, b"\n", limit) {
+            Step::Fail(Error::IncompleteRead { .. }) => Step::Take(buf.len()),
+            Step::Fail(Error::LimitOverrun { consumed }) => {
+                let n = if buf[consumed..].starts_with(b"\n") {
+                    consumed + 1
+                } else {
+                    buf.len()
+                };
+                Step::Discard(n, Error::LimitOverrun { consumed })
+            }
+            step => step,
+        })
+        .await
+    }
+
+    /// vanilla's `recv_partition(sep)`: the bytes before `sep` (the separator is consumed and not
+    /// returned).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe, as [`readuntil`](StreamReader::readuntil): nothing is taken until the
+    /// separator is there.
+    ///
+    /// # Errors
+    ///
+    /// As [`readuntil`](StreamReader::readuntil) (an empty `sep` is an invalid-argument error).
+    pub async fn recv_partition(&self, sep: &[u8]) -> Result<Vec<u8>> {
+        let mut v = self.readuntil(sep).await?;
+        v.truncate(v.len() - sep.len());
+        Ok(v)
+    }
+}
+
+fn check_separator(sep: &[u8]) -> Result<()> {
+    if sep.is_empty() {
+        return Err(Error::Futures(tulipa_futures::Error::InvalidArgument(
+            "the separator should be at least one byte",
+        )));
+    }
+    Ok(())
+}
+
+/// `readuntil`'s decision (asyncio's rules): the separator found with at most `limit` bytes
+/// before it is taken with them; found further on, or not found in more than `limit` bytes that
+/// could start it, is a [`Error::LimitOverrun`]; EOF first is an [`Error::IncompleteRead`].
+fn until_separator(buf: &[u8], eof: bool, sep: &[u8], limit: usize) -> Step {
+    let found = match sep {
+        [b] => buf.iter().position(|x| x == b),
+        _ => buf.windows(sep.len()).position(|w| w == sep),
+    };
+    if let Some(isep) = found {
+        if isep > limit {
+            return Step::Fail(Error::LimitOverrun { consumed: isep });
+        }
+        return Step::Take(isep + sep.len());
+    }
+    // The bytes that cannot start a separator (all but its length minus one at the end).
+    if buf.len() >= sep.len() {
+        let offset = buf.len() + 1 - sep.len();
+        if offset > limit {
+            return Step::Fail(Error::LimitOverrun { consumed: offset });
+        }
+    }
+    if eof {
+        return Step::Fail(Error::IncompleteRead {
+            partial: buf.to_vec(),
+            expected: buf.len() + sep.len(),
+        });
+    }
+    Step::Wait
+}
+
+impl fmt::Debug for StreamReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let st = self.st.borrow();
+        f.debug_struct("StreamReader")
+            .field("buffered", &st.buf.len())
+            .field("eof", &st.eof)
+            .field("limit", &st.limit)
+            .field("paused", &st.paused)
+            .field("waiting", &st.waiter.is_some())
+            .finish()
+    }
+}
+
+/// Reads what is buffered, up to `out.len()` bytes; waits when nothing is.
+///
+/// A read left waiting (its future dropped) keeps this handle registered until the handle reads
+/// again or is dropped; meanwhile a read through another clone fails with an invalid-state
+/// error.
+impl futures_io::AsyncRead for StreamReader {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.lent = None;
+        let n = out.len();
+        match this.poll_take(this.id, cx, &mut |buf, eof| {
+            if n == 0 || !buf.is_empty() {
+                Step::Take(buf.len().min(n))
+            } else if eof {
+                Step::Take(0)
+            } else {
+                Step::Wait
+            }
+        }) {
+            Poll::Ready(Ok(v)) => {
+                out[..v.len()].copy_from_slice(&v);
+                Poll::Ready(Ok(v.len()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(to_io(e))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// `poll_fill_buf` lends every buffered byte (an empty slice at EOF) without copying, and
+/// waits when nothing is buffered; `consume` takes bytes off the front. Until consumed, the
+/// bytes stay in the shared buffer (visible to clones and to this handle's own methods).
+impl futures_io::AsyncBufRead for StreamReader {
+    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
+        let this = self.get_mut();
+        this.lent = None;
+        let ready = this.poll_take(this.id, cx, &mut |buf, eof| {
+            if !buf.is_empty() || eof {
+                Step::Take(0)
+            } else {
+                Step::Wait
+            }
+        });
+        match ready {
+            Poll::Ready(Ok(_)) => {}
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(to_io(e))),
+            Poll::Pending => return Poll::Pending,
+        }
+        let lent = this.lent.insert(this.st.borrow().buf.clone());
+        Poll::Ready(Ok(&lent[..]))
+    }
+
+    fn consume(self: Pin<&mut Self>, amt: usize) {
+        let this = self.get_mut();
+        // Give the loan back first, so that taking the bytes does not copy the buffer.
+        this.lent = None;
+        let mut st = this.st.borrow_mut();
+        let n = amt.min(st.buf.len());
+        if n > 0 {
+            Rc::make_mut(&mut st.buf).drain(..n);
+        }
+        let resume = Self::maybe_resume(&mut st);
+        drop(st);
+        if let Some(t) = resume {
+            t.resume_reading();
+        }
+    }
+}
