@@ -95,6 +95,9 @@ fn readline_over_the_limit_is_limit_overrun() {
         r.feed_data(b"a line that is far too long\nshort\n");
         let err = r.readline().await.unwrap_err();
         assert!(matches!(err, Error::LimitOverrun { .. }), "{err:?}");
+        // The overlong line was dropped (as asyncio does): the next readline goes on.
+        assert_eq!(r.readline().await?, b"short\n");
+        assert_eq!(buffered(&r), 0);
         Ok(())
     });
 }
