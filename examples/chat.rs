@@ -13,6 +13,34 @@ use tulipa_transport::ServerOptions;
 /// The connected clients: (id, name, writer).
 type Room = Rc<RefCell<Vec<(u64, String, StreamWriter)>>>;
 
+/// A client's seat in the room: it leaves when its handler ends, however that happens — EOF,
+/// a reset, a line over the limit (`?` returns early): a dead client's writer must not stay in
+/// the room and be written to for ever.
+struct Seat {
+    room: Room,
+    id: u64,
+    name: String,
+}
+
+impl Seat {
+    fn take(room: &Room, id: u64, name: String, writer: StreamWriter) -> Seat {
+        broadcast(room, id, &format!("* {name} joined\n"));
+        room.borrow_mut().push((id, name.clone(), writer));
+        Seat {
+            room: room.clone(),
+            id,
+            name,
+        }
+    }
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        self.room.borrow_mut().retain(|(i, _, _)| *i != self.id);
+        broadcast(&self.room, self.id, &format!("* {} left\n", self.name));
+    }
+}
+
 fn broadcast(room: &Room, from: u64, text: &str) {
     for (id, _, w) in room.borrow().iter() {
         if *id != from {
@@ -48,8 +76,7 @@ fn main() -> Result<(), Error> {
                     if name.is_empty() {
                         return Ok(());
                     }
-                    broadcast(&room, id, &format!("* {name} joined\n"));
-                    room.borrow_mut().push((id, name.clone(), writer.clone()));
+                    let _seat = Seat::take(&room, id, name.clone(), writer.clone());
                     loop {
                         let line = reader.readline().await?;
                         if line.is_empty() {
@@ -58,10 +85,8 @@ fn main() -> Result<(), Error> {
                         let text = String::from_utf8_lossy(&line);
                         broadcast(&room, id, &format!("{name}: {}\n", text.trim_end()));
                     }
-                    room.borrow_mut().retain(|(i, _, _)| *i != id);
-                    broadcast(&room, id, &format!("* {name} left\n"));
                     writer.close();
-                    Ok(())
+                    Ok(()) // `_seat` leaves the room here, or wherever `?` returns above
                 }
             },
             &host,

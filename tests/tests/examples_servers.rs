@@ -122,6 +122,51 @@ fn chat_relays_each_line_to_the_other_clients() {
     server.stop();
 }
 
+/// Reads one line from `r` and checks it.
+fn expect_line(r: &mut BufReader<TcpStream>, want: &str) {
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert_eq!(line, want);
+}
+
+/// Connects and answers the prompt with `name`.
+fn join(addr: &str, name: &str) -> (TcpStream, BufReader<TcpStream>) {
+    let (mut s, mut r) = connect(addr);
+    let mut prompt = [0u8; 6];
+    r.read_exact(&mut prompt).unwrap();
+    assert_eq!(&prompt, b"name? ");
+    s.write_all(format!("{name}\n").as_bytes()).unwrap();
+    (s, r)
+}
+
+#[test]
+fn chat_lets_clients_that_fail_leave_and_goes_on() {
+    let server = Server::start("chat", "chat on ");
+    let (mut a, mut ar) = join(&server.addr, "alice");
+    let (_b, mut br) = join(&server.addr, "bob");
+    expect_line(&mut ar, "* bob joined\n");
+    // Carol vanishes abruptly: she closes with bytes unread in her socket (her prompt), so the
+    // kernel resets the connection and her handler's readline fails.
+    let (mut c, cr) = connect(&server.addr);
+    c.write_all(b"carol\n").unwrap();
+    expect_line(&mut ar, "* carol joined\n");
+    expect_line(&mut br, "* carol joined\n");
+    drop((c, cr));
+    expect_line(&mut ar, "* carol left\n");
+    expect_line(&mut br, "* carol left\n");
+    // Dave sends a line over the server's limit (64 KiB): his handler fails too.
+    let (mut d, _dr) = join(&server.addr, "dave");
+    expect_line(&mut ar, "* dave joined\n");
+    expect_line(&mut br, "* dave joined\n");
+    let _ = d.write_all(&[b'x'; 70 * 1024]); // the server may reset before taking it all
+    expect_line(&mut ar, "* dave left\n");
+    expect_line(&mut br, "* dave left\n");
+    // The room goes on without them.
+    a.write_all(b"still here\n").unwrap();
+    expect_line(&mut br, "alice: still here\n");
+    server.stop();
+}
+
 #[test]
 fn udp_echo_sends_every_datagram_back_to_its_sender() {
     let server = Server::start("udp_echo", "udp echo on ");
