@@ -44,9 +44,8 @@ impl Shared {
 
     fn register(&self, waker: &Waker) {
         let mut waiters = self.waiters.borrow_mut();
-        match waiters.iter_mut().find(|w| w.will_wake(waker)) {
-            Some(_) => {}
-            None => waiters.push(waker.clone()),
+        if !waiters.iter().any(|w| w.will_wake(waker)) {
+            waiters.push(waker.clone());
         }
     }
 
