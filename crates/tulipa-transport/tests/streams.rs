@@ -119,6 +119,9 @@ fn readexactly_waits_for_n_and_reports_incomplete_reads_with_the_partial_bytes()
             }
             other => panic!("expected IncompleteRead, got {other:?}"),
         }
+        // As asyncio: the partial bytes went with the error, none is returned twice.
+        assert_eq!(buffered(&r), 0);
+        assert_eq!(r.read(100).await?, b"");
         Ok(())
     });
 }
@@ -147,6 +150,8 @@ fn readuntil_finds_multibyte_separators_and_overrun_keeps_the_data() {
             Error::IncompleteRead { partial, .. } => assert_eq!(partial, b"tail"),
             other => panic!("expected IncompleteRead, got {other:?}"),
         }
+        assert_eq!(buffered(&r), 0, "the partial bytes went with the error");
+        assert!(r.at_eof());
         Ok(())
     });
 }

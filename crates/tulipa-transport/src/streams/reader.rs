@@ -341,17 +341,22 @@ impl StreamReader {
     ///
     /// # Errors
     ///
-    /// [`Error::IncompleteRead`] with the partial bytes when EOF comes first (they stay
-    /// buffered); otherwise as [`read`](StreamReader::read).
+    /// [`Error::IncompleteRead`] with the partial bytes when EOF comes first; as in asyncio
+    /// they move from the buffer into the error, so a later read returns EOF, not them again.
+    /// Otherwise as [`read`](StreamReader::read).
     pub async fn readexactly(&self, n: usize) -> Result<Vec<u8>> {
         self.take_when(|buf, eof| {
             if buf.len() >= n {
                 Step::Take(n)
             } else if eof {
-                Step::Fail(Error::IncompleteRead {
-                    partial: buf.to_vec(),
-                    expected: n,
-                })
+                // As asyncio: the partial bytes leave the buffer inside the error.
+                Step::Discard(
+                    buf.len(),
+                    Error::IncompleteRead {
+                        partial: buf.to_vec(),
+                        expected: n,
+                    },
+                )
             } else {
                 Step::Wait
             }
@@ -372,7 +377,7 @@ impl StreamReader {
     ///
     /// An invalid-argument error for an empty `sep`; [`Error::LimitOverrun`] when the separator
     /// is not within the limit (the data stays buffered); [`Error::IncompleteRead`] when EOF
-    /// comes first (the data stays buffered); otherwise as [`read`](StreamReader::read).
+    /// comes first (as in asyncio the buffered bytes move into the error); otherwise as [`read`](StreamReader::read).
     pub async fn readuntil(&self, sep: &[u8]) -> Result<Vec<u8>> {
         check_separator(sep)?;
         let limit = self.limit();
@@ -398,7 +403,7 @@ impl StreamReader {
     pub async fn readline(&self) -> Result<Vec<u8>> {
         let limit = self.limit();
         self.take_when(|buf, eof| match until_separator(buf, eof, b"\n", limit) {
-            Step::Fail(Error::IncompleteRead { .. }) => Step::Take(buf.len()),
+            Step::Discard(_, Error::IncompleteRead { .. }) => Step::Take(buf.len()),
             Step::Fail(Error::LimitOverrun { consumed }) => {
                 let n = if buf[consumed..].starts_with(b"\n") {
                     consumed + 1
@@ -441,7 +446,8 @@ fn check_separator(sep: &[u8]) -> Result<()> {
 
 /// `readuntil`'s decision (asyncio's rules): the separator found with at most `limit` bytes
 /// before it is taken with them; found further on, or not found in more than `limit` bytes that
-/// could start it, is a [`Error::LimitOverrun`]; EOF first is an [`Error::IncompleteRead`].
+/// could start it, is a [`Error::LimitOverrun`]; EOF first is an [`Error::IncompleteRead`] that
+/// takes the buffered bytes with it.
 fn until_separator(buf: &[u8], eof: bool, sep: &[u8], limit: usize) -> Step {
     let found = match sep {
         [b] => buf.iter().position(|x| x == b),
@@ -461,10 +467,13 @@ fn until_separator(buf: &[u8], eof: bool, sep: &[u8], limit: usize) -> Step {
         }
     }
     if eof {
-        return Step::Fail(Error::IncompleteRead {
-            partial: buf.to_vec(),
-            expected: buf.len() + sep.len(),
-        });
+        return Step::Discard(
+            buf.len(),
+            Error::IncompleteRead {
+                partial: buf.to_vec(),
+                expected: buf.len() + sep.len(),
+            },
+        );
     }
     Step::Wait
 }
