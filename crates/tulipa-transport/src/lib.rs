@@ -58,3 +58,9 @@ pub use protocol::{Buffered, BufferedProtocol, Protocol, ProtocolFactory};
 pub use server::{create_server, Server, ServerOptions};
 pub use transport::{Transport, READ_SIZE};
 pub use udp::{create_datagram_endpoint, DatagramOptions, DatagramProtocol, DatagramTransport};
+
+/// The user guide, `docs/guide.md`: its examples run as this crate's doctests (the crate that
+/// sees every layer), so that the guide cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/guide.md")]
+pub struct GuideExamples;
