@@ -67,6 +67,9 @@ struct State {
     serving: Cell<bool>,
     closed: Cell<bool>,
     clients: RefCell<Vec<Client>>,
+    /// Accepted connections whose `connection_lost` has not run yet (asyncio's
+    /// `_active_count`): counted up at accept, down by [`Attached`].
+    active: Cell<usize>,
     /// The length of `clients` at which the dead entries are next dropped (see `add_client`).
     prune_at: Cell<usize>,
     closed_event: Event,
@@ -202,6 +205,7 @@ impl Server {
                 serving: Cell::new(false),
                 closed: Cell::new(false),
                 clients: RefCell::new(Vec::new()),
+                active: Cell::new(0),
                 prune_at: Cell::new(MIN_PRUNE),
                 closed_event: Event::new(),
                 retry: RefCell::new(None),
@@ -305,13 +309,18 @@ impl Server {
     }
 
     fn check_closed(&self) {
-        if self.state.closed.get() && self.live_clients().iter().all(Transport::is_closing) {
-            self.state.closed_event.set();
-        }
+        check_closed(&self.state);
     }
 
-    /// Waits until the server is closed and its connections are closing (asyncio's
-    /// `wait_closed`, 3.12 semantics).
+    /// Waits until the server is closed and every connection it accepted is lost: each one's
+    /// `connection_lost` has run, so its buffered data was sent or dropped and its socket is
+    /// closed (asyncio's `wait_closed`, 3.12 semantics: `close`, then `close_clients`, then
+    /// `wait_closed` returns once the clients' write buffers are flushed). Woken by the last
+    /// `connection_lost`, not by polling.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only waits; cancelling it changes nothing about the server.
     ///
     /// # Errors
     ///
@@ -322,16 +331,22 @@ impl Server {
             if self.state.closed_event.is_set() {
                 return Ok(());
             }
-            // Re-check after every loop tick a client may have closed on; cheap and bounded.
-            tulipa_futures::sleep(Duration::from_millis(10)).await?;
+            self.state.closed_event.wait().await?;
         }
     }
 
     /// Serves until cancelled; on cancellation the server is closed (asyncio's `serve_forever`).
+    /// The accepted connections go on; [`wait_closed`](Server::wait_closed) waits for them.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancelling it is how it ends: the server stops listening (as [`close`](Server::close)),
+    /// nothing else is lost.
     ///
     /// # Errors
     ///
-    /// [`Error::Futures`] with the cancellation that ended it.
+    /// [`Error::Futures`] with the cancellation that ended it; [`Error::Closed`] when the
+    /// server is closed already.
     pub async fn serve_forever(&self) -> Result<()> {
         self.start_serving()?;
         let never = tulipa_futures::sync::Event::new();
@@ -345,6 +360,80 @@ impl Drop for State {
     fn drop(&mut self) {
         // A server dropped without `close`: unregister the listening sockets before they close.
         stop_accepting(self);
+    }
+}
+
+/// Wakes `wait_closed` once the server is closed and no accepted connection is left.
+fn check_closed(st: &State) {
+    if st.closed.get() && st.active.get() == 0 {
+        st.closed_event.set();
+    }
+}
+
+/// Wraps the protocol of an accepted connection to count it as active until its
+/// `connection_lost` has run (asyncio's `Server._attach` / `_detach`). The count goes down when
+/// `connection_lost` returns, or when the protocol is dropped without one (a loop closed under
+/// the connection), so `wait_closed` cannot wait for a connection that is gone.
+struct Attached {
+    protocol: Box<dyn crate::protocol::Protocol>,
+    server: Option<Weak<State>>,
+}
+
+impl Attached {
+    fn new(st: &Rc<State>, protocol: Box<dyn crate::protocol::Protocol>) -> Attached {
+        st.active.set(st.active.get() + 1);
+        Attached {
+            protocol,
+            server: Some(Rc::downgrade(st)),
+        }
+    }
+
+    fn detach(&mut self) {
+        if let Some(st) = self.server.take().and_then(|w| w.upgrade()) {
+            st.active.set(st.active.get().saturating_sub(1));
+            check_closed(&st);
+        }
+    }
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        self.detach();
+    }
+}
+
+impl crate::protocol::Protocol for Attached {
+    fn connection_made(&mut self, transport: Transport) {
+        self.protocol.connection_made(transport);
+    }
+    fn data_received(&mut self, data: &[u8]) {
+        self.protocol.data_received(data);
+    }
+    fn eof_received(&mut self) -> bool {
+        self.protocol.eof_received()
+    }
+    fn connection_lost(&mut self, exc: Option<Error>) {
+        // Detach even if the protocol panics (the transport reports that panic).
+        struct Guard<'a>(&'a mut Attached);
+        impl Drop for Guard<'_> {
+            fn drop(&mut self) {
+                self.0.detach();
+            }
+        }
+        let g = Guard(self);
+        g.0.protocol.connection_lost(exc);
+    }
+    fn pause_writing(&mut self) {
+        self.protocol.pause_writing();
+    }
+    fn resume_writing(&mut self) {
+        self.protocol.resume_writing();
+    }
+    fn get_buffer(&mut self, size_hint: usize) -> Option<&mut [u8]> {
+        self.protocol.get_buffer(size_hint)
+    }
+    fn buffer_updated(&mut self, nbytes: usize) {
+        self.protocol.buffer_updated(nbytes);
     }
 }
 
@@ -442,6 +531,7 @@ fn accept_ready(st: &Rc<State>, fd: std::os::fd::RawFd) {
                     }
                     None => (protocol, None),
                 };
+                let protocol = Box::new(Attached::new(st, protocol));
                 match Transport::from_accepted(&st.lp, sock, peer, nonblocking, protocol) {
                     Ok((t, _made)) => add_client(
                         st,

@@ -11,10 +11,12 @@ use std::cell::RefCell;
 use std::io::ErrorKind;
 use std::rc::Rc;
 
-use common::{fill, pair, run, settle, small_socket_buffers, Ev, Log, Rec};
+use common::{fill, pair, pattern, run, settle, small_socket_buffers, Ev, Log, Rec};
 use tulipa_futures::{spawn, Task};
 use tulipa_transport::streams::{open_connection, start_server, DEFAULT_LIMIT};
-use tulipa_transport::{create_connection, create_server, ConnectOptions, Error, ServerOptions};
+use tulipa_transport::{
+    create_connection, create_server, ConnectOptions, Error, Protocol, ServerOptions,
+};
 
 /// A server whose every connection gets its own log, in accept order.
 async fn logging_server(
@@ -183,6 +185,66 @@ fn wait_closed_waits_for_close_and_for_the_clients() {
         server.wait_closed().await?; // at once now
         Ok(())
     });
+}
+
+#[test]
+fn wait_closed_after_close_clients_waits_until_the_buffer_is_flushed_and_the_connection_lost() {
+    run(async {
+        // The client does not read, so the server's transport keeps a large buffer.
+        let p = pair(
+            |r| r.on_made(small_socket_buffers),
+            |r| {
+                r.on_made(|t| {
+                    small_socket_buffers(t);
+                    t.pause_reading();
+                })
+            },
+        )
+        .await?;
+        let accepted = p.accepted();
+        let written = fill(&accepted, 256 * 1024, 0);
+        p.server.close();
+        p.server.close_clients();
+        assert!(accepted.is_closing() && accepted.get_write_buffer_size() > 0);
+        let s1 = p.server.clone();
+        let slog = p.slog.clone();
+        // What the server side had seen when wait_closed returned.
+        let waiting: Task<bool> = spawn(async move {
+            s1.wait_closed().await?;
+            Ok(slog.lost())
+        })?;
+        settle(5).await?;
+        assert!(
+            !waiting.done(),
+            "closing, not lost: the buffer is still flushing"
+        );
+        assert!(!p.slog.lost());
+
+        p.client.resume_reading();
+        assert!(waiting.await?, "wait_closed returned after connection_lost");
+        p.clog.wait_lost().await?;
+        assert_eq!(p.clog.received(), pattern(written), "every byte flushed");
+        assert_eq!(p.slog.kinds().last(), Some(&"lost"));
+        assert!(p.slog.error().is_none());
+        Ok(())
+    });
+}
+
+#[test]
+fn the_recorder_counts_a_second_connection_lost_and_reports_it() {
+    // The tests' `Rec` must see a broken contract: it records the call before checking (a
+    // panic would be caught by the transport and only logged) and reports it through `run`.
+    let log = Log::new();
+    let mut rec = Rec::new(&log);
+    rec.connection_lost(None);
+    rec.connection_lost(None);
+    assert_eq!(log.count(|e| matches!(e, Ev::Lost(_))), 2);
+    let broken = common::violations();
+    assert_eq!(broken.len(), 1, "{broken:?}");
+    assert!(
+        broken[0].contains("connection_lost called twice"),
+        "{broken:?}"
+    );
 }
 
 #[test]

@@ -68,6 +68,14 @@ impl Log {
         self.changed.set();
     }
 
+    /// Notes a broken protocol contract (a second `connection_lost`, data after EOF, …): kept
+    /// for [`violations`], which [`run`] checks after the test body. The callback that found
+    /// it must not panic: the transport catches protocol panics, so the failure would be lost.
+    pub(crate) fn violation(&self, what: &str) {
+        let msg = format!("{what}: {:?}", self.kinds());
+        VIOLATIONS.with(|v| v.borrow_mut().push(msg));
+    }
+
     pub(crate) fn events(&self) -> Vec<Ev> {
         self.events.borrow().clone()
     }
@@ -202,6 +210,10 @@ pub(crate) struct Rec {
     log: Rc<Log>,
     transport: Option<Transport>,
     keep_open: bool,
+    /// This protocol's own progress (a log may be shared by several protocols).
+    made: bool,
+    eof: bool,
+    lost: bool,
     on_made: Option<Hook>,
     on_data: Option<DataHook>,
     on_eof: Option<Hook>,
@@ -215,6 +227,9 @@ impl Rec {
             log: log.clone(),
             transport: None,
             keep_open: false,
+            made: false,
+            eof: false,
+            lost: false,
             on_made: None,
             on_data: None,
             on_eof: None,
@@ -254,93 +269,114 @@ impl Rec {
         self
     }
 
-    fn t(&self) -> &Transport {
-        self.transport
-            .as_ref()
-            .expect("a callback before connection_made")
+    /// The transport, for a callback that needs one; `None` (a violation) before
+    /// `connection_made` or after `connection_lost`.
+    fn current(&self, what: &str) -> Option<Transport> {
+        if self.transport.is_none() {
+            self.log.violation(&format!(
+                "{what} before connection_made or after connection_lost"
+            ));
+        }
+        self.transport.clone()
     }
 }
 
+// Each callback records its call first and checks the contract after: a panic here would be
+// caught by the transport (and only logged), so a broken contract is kept as a violation
+// (see `Log::violation`) and reported by `run` instead.
 impl Protocol for Rec {
     fn connection_made(&mut self, transport: Transport) {
-        assert!(
-            self.transport.is_none(),
-            "connection_made called twice: {:?}",
-            self.log.kinds()
-        );
+        let again = std::mem::replace(&mut self.made, true);
         *self.log.transport.borrow_mut() = Some(transport.clone());
-        self.transport = Some(transport);
+        self.transport = Some(transport.clone());
         self.log.push(Ev::Made);
+        if again {
+            self.log.violation("connection_made called twice");
+        }
         if let Some(f) = self.on_made.as_mut() {
-            f(self.transport.as_ref().expect("just set"));
+            f(&transport);
         }
     }
 
     fn data_received(&mut self, data: &[u8]) {
-        assert!(
-            !self.log.has(&Ev::Eof) && !self.log.lost(),
-            "data_received after eof_received or connection_lost: {:?}",
-            self.log.kinds()
-        );
+        let late = self.eof || self.lost;
         self.log.push(Ev::Data(data.to_vec()));
-        if let Some(f) = self.on_data.as_mut() {
-            let t = self.transport.clone().expect("connection_made first");
+        if late {
+            self.log
+                .violation("data_received after eof_received or connection_lost");
+        }
+        let t = self.current("data_received");
+        if let (Some(f), Some(t)) = (self.on_data.as_mut(), t) {
             f(&t, data);
         }
     }
 
     fn eof_received(&mut self) -> bool {
+        let again = std::mem::replace(&mut self.eof, true);
         self.log.push(Ev::Eof);
-        if let Some(f) = self.on_eof.as_mut() {
-            let t = self.transport.clone().expect("connection_made first");
+        if again {
+            self.log.violation("eof_received called twice");
+        }
+        let t = self.current("eof_received");
+        if let (Some(f), Some(t)) = (self.on_eof.as_mut(), t) {
             f(&t);
         }
         self.keep_open
     }
 
     fn connection_lost(&mut self, exc: Option<Error>) {
-        assert!(
-            !self.log.lost(),
-            "connection_lost called twice: {:?}",
-            self.log.kinds()
-        );
+        let again = std::mem::replace(&mut self.lost, true);
         self.log.push(Ev::Lost(exc.is_some()));
+        if again {
+            self.log.violation("connection_lost called twice");
+        }
         *self.log.error.borrow_mut() = exc;
         self.transport = None;
     }
 
     fn pause_writing(&mut self) {
-        self.log
-            .flow_sizes
-            .borrow_mut()
-            .push(self.t().get_write_buffer_size());
+        let t = self.current("pause_writing");
+        let size = t.as_ref().map_or(0, Transport::get_write_buffer_size);
+        self.log.flow_sizes.borrow_mut().push(size);
         self.log.push(Ev::PauseWriting);
-        if let Some(f) = self.on_pause.as_mut() {
-            let t = self.transport.clone().expect("connection_made first");
+        if let (Some(f), Some(t)) = (self.on_pause.as_mut(), t) {
             f(&t);
         }
     }
 
     fn resume_writing(&mut self) {
-        self.log
-            .flow_sizes
-            .borrow_mut()
-            .push(self.t().get_write_buffer_size());
+        let t = self.current("resume_writing");
+        let size = t.as_ref().map_or(0, Transport::get_write_buffer_size);
+        self.log.flow_sizes.borrow_mut().push(size);
         self.log.push(Ev::ResumeWriting);
-        if let Some(f) = self.on_resume.as_mut() {
-            let t = self.transport.clone().expect("connection_made first");
+        if let (Some(f), Some(t)) = (self.on_resume.as_mut(), t) {
             f(&t);
         }
     }
 }
 
-/// Runs `body` as the main task of a fresh loop, bounded by [`BOUND`]; panics on error.
+thread_local! {
+    /// The contract violations the [`Rec`] protocols of this thread's test found.
+    static VIOLATIONS: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Takes the contract violations recorded on this thread so far (see [`Log::violation`]).
+pub(crate) fn violations() -> Vec<String> {
+    VIOLATIONS.with(|v| std::mem::take(&mut *v.borrow_mut()))
+}
+
+/// Runs `body` as the main task of a fresh loop, bounded by [`BOUND`]; panics on error, and
+/// when a [`Rec`] saw its protocol contract broken (the loop is gone by then, so every
+/// callback of the test has run).
 pub(crate) fn run<F>(body: F)
 where
     F: std::future::Future<Output = tulipa_futures::Result<()>> + 'static,
 {
+    violations();
     tulipa_futures::run(async move { tulipa_futures::timeout(BOUND, body).await })
         .unwrap_or_else(|e| panic!("test body failed: {e}"));
+    let broken = violations();
+    assert!(broken.is_empty(), "protocol contract broken: {broken:#?}");
 }
 
 /// Lets every callback that is ready run, `n` times over (a yield, not a clock wait).
