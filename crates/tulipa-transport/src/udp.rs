@@ -14,6 +14,7 @@ use tulipa_futures::rt::EventLoop;
 
 use crate::dns::getaddrinfo;
 use crate::error::{Error, Result};
+use crate::flow::Flow;
 
 /// Largest datagram read at once (the IPv4 UDP maximum).
 const MAX_DATAGRAM: usize = 65_507;
@@ -46,6 +47,9 @@ pub struct DatagramOptions {
     /// Bind here (port 0: any free port). Defaults to the wildcard address of the remote's family.
     pub local_addr: Option<SocketAddr>,
     /// Connect to this peer: `sendto` may then omit the address, and only its datagrams arrive.
+    /// Each address the name resolves to is tried in turn (those of `local_addr`'s family
+    /// only, when it is set) until a socket binds and connects; the errors of all are reported
+    /// if none does.
     pub remote_addr: Option<(String, u16)>,
     /// `SO_REUSEPORT`.
     pub reuse_port: bool,
@@ -64,8 +68,8 @@ struct Inner {
     protocol: RefCell<Option<Box<dyn DatagramProtocol>>>,
     queue: RefCell<VecDeque<(Vec<u8>, Option<SocketAddr>)>>,
     queued_bytes: Cell<usize>,
-    high: usize,
-    paused: Cell<bool>,
+    /// Watermarks over `queued_bytes`, and the pause / resume due to the protocol.
+    flow: Flow,
     closing: Cell<bool>,
     lost: Cell<bool>,
     writer_on: Cell<bool>,
@@ -90,11 +94,83 @@ pub async fn create_datagram_endpoint<P: DatagramProtocol>(
     options: DatagramOptions,
 ) -> Result<DatagramTransport> {
     let lp = EventLoop::running()?;
-    let remote = match &options.remote_addr {
-        Some((host, port)) => Some(getaddrinfo(host, *port).await?[0]),
-        None => None,
+    let flow = Flow::default();
+    if let Some(high) = options.high_water {
+        flow.set_limits(Some(high), None)?;
+    }
+    let (sock, remote) = match &options.remote_addr {
+        None => (open_socket(options.local_addr, None, &options)?, None),
+        Some((host, port)) => {
+            let mut errors = Vec::new();
+            let mut opened = None;
+            let candidates = getaddrinfo(host, *port).await?;
+            for r in candidates {
+                if options
+                    .local_addr
+                    .is_some_and(|l| l.is_ipv4() != r.is_ipv4())
+                {
+                    continue;
+                }
+                match open_socket(options.local_addr, Some(r), &options) {
+                    Ok(sock) => {
+                        opened = Some((sock, Some(r)));
+                        break;
+                    }
+                    Err(e) => errors.push(e.to_string()),
+                }
+            }
+            match opened {
+                Some(o) => o,
+                None if errors.is_empty() => {
+                    return Err(Error::io(
+                        format!("connect to {host}:{port} (datagram endpoint)"),
+                        io::Error::new(
+                            io::ErrorKind::InvalidInput,
+                            "no address of the local address's family",
+                        ),
+                    ))
+                }
+                None => {
+                    return Err(Error::io(
+                        format!("connect to {host}:{port} (datagram endpoint)"),
+                        io::Error::other(errors.join("; ")),
+                    ))
+                }
+            }
+        }
     };
-    let local = options.local_addr.or_else(|| {
+    let udp: UdpSocket = sock.into();
+    let inner = Rc::new(Inner {
+        lp: lp.clone(),
+        fd: udp.as_raw_fd(),
+        local: udp.local_addr().ok(),
+        sock: RefCell::new(Some(udp)),
+        protocol: RefCell::new(Some(Box::new(factory()))),
+        queue: RefCell::new(VecDeque::new()),
+        queued_bytes: Cell::new(0),
+        flow,
+        closing: Cell::new(false),
+        lost: Cell::new(false),
+        writer_on: Cell::new(false),
+        connected: remote,
+    });
+    let t = DatagramTransport { inner };
+    let me = t.inner.clone();
+    lp.add_reader(t.inner.fd, move || me.on_readable())?;
+    let t2 = t.clone();
+    t.inner
+        .call("connection_made", move |p| p.connection_made(t2));
+    Ok(t)
+}
+
+/// A socket bound to `local` (or the wildcard address of `remote`'s family) and connected to
+/// `remote`, if given.
+fn open_socket(
+    local: Option<SocketAddr>,
+    remote: Option<SocketAddr>,
+    options: &DatagramOptions,
+) -> Result<Socket> {
+    let local = local.or_else(|| {
         remote.map(|r| match r {
             SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
             SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
@@ -128,31 +204,7 @@ pub async fn create_datagram_endpoint<P: DatagramProtocol>(
         sock.connect(&SockAddr::from(r))
             .map_err(|e| Error::io(format!("connect to {r}"), e))?;
     }
-    let udp: UdpSocket = sock.into();
-    let inner = Rc::new(Inner {
-        lp: lp.clone(),
-        fd: udp.as_raw_fd(),
-        local: udp.local_addr().ok(),
-        sock: RefCell::new(Some(udp)),
-        protocol: RefCell::new(Some(Box::new(factory()))),
-        queue: RefCell::new(VecDeque::new()),
-        queued_bytes: Cell::new(0),
-        high: options
-            .high_water
-            .unwrap_or(crate::flow::DEFAULT_HIGH_WATER),
-        paused: Cell::new(false),
-        closing: Cell::new(false),
-        lost: Cell::new(false),
-        writer_on: Cell::new(false),
-        connected: remote,
-    });
-    let t = DatagramTransport { inner };
-    let me = t.inner.clone();
-    lp.add_reader(t.inner.fd, move || me.on_readable())?;
-    let t2 = t.clone();
-    t.inner
-        .call("connection_made", move |p| p.connection_made(t2));
-    Ok(t)
+    Ok(sock)
 }
 
 fn retry(e: &io::Error) -> bool {
@@ -203,10 +255,7 @@ impl DatagramTransport {
         t.queue.borrow_mut().push_back((data.to_vec(), addr));
         t.queued_bytes.set(t.queued_bytes.get() + data.len());
         t.add_writer();
-        if !t.paused.get() && t.queued_bytes.get() > t.high {
-            t.paused.set(true);
-            t.call("pause_writing", |p| p.pause_writing());
-        }
+        t.flow_changed();
         Ok(())
     }
 
@@ -254,7 +303,30 @@ impl DatagramTransport {
 }
 
 impl Inner {
-    fn call(&self, what: &'static str, f: impl FnOnce(&mut dyn DatagramProtocol)) {
+    /// Calls into the protocol; if it is busy (this is a transport call from inside one of its
+    /// callbacks: `sendto` in `datagram_received`), the call is deferred to the next loop
+    /// iteration, as asyncio's flow-control calls would run after the callback.
+    fn call(
+        self: &Rc<Self>,
+        what: &'static str,
+        f: impl FnOnce(&mut dyn DatagramProtocol) + 'static,
+    ) {
+        if self.protocol.try_borrow_mut().is_err() {
+            let me = self.clone();
+            if self.lp.call_soon(move || me.call(what, f)).is_err() {
+                tracing::debug!(
+                    fd = self.fd,
+                    callback = what,
+                    "loop closed; protocol call dropped"
+                );
+            }
+            return;
+        }
+        self.invoke(what, f);
+    }
+
+    /// Calls into the protocol now; skipped if it is busy (the callers make sure it is not).
+    fn invoke(&self, what: &'static str, f: impl FnOnce(&mut dyn DatagramProtocol)) {
         let Ok(mut guard) = self.protocol.try_borrow_mut() else {
             tracing::debug!(
                 fd = self.fd,
@@ -272,7 +344,34 @@ impl Inner {
         }
     }
 
-    fn report(&self, e: Error) {
+    /// Tells the protocol about a watermark crossing, now or (if it is busy) next iteration.
+    /// `Flow` remembers what the protocol was last told, so pauses and resumes stay paired
+    /// however the deliveries are delayed.
+    fn flow_changed(self: &Rc<Self>) {
+        if !self.flow.update(self.queued_bytes.get()) {
+            return;
+        }
+        if !self.deliver_flow() {
+            let me = self.clone();
+            let _ = self.lp.call_soon(move || {
+                me.deliver_flow();
+            });
+        }
+    }
+
+    fn deliver_flow(&self) -> bool {
+        if self.protocol.try_borrow_mut().is_err() {
+            return false;
+        }
+        match self.flow.take_due() {
+            Some(true) => self.invoke("pause_writing", |p| p.pause_writing()),
+            Some(false) => self.invoke("resume_writing", |p| p.resume_writing()),
+            None => {}
+        }
+        true
+    }
+
+    fn report(self: &Rc<Self>, e: Error) {
         self.call("error_received", |p| p.error_received(e));
     }
 
@@ -299,7 +398,7 @@ impl Inner {
         match r {
             Ok((n, from)) => {
                 let data = &buf[..n];
-                self.call("datagram_received", |p| p.datagram_received(data, from));
+                self.invoke("datagram_received", |p| p.datagram_received(data, from));
             }
             Err(e) if retry(&e) => {}
             Err(e) => self.report(Error::io("recvfrom", e)),
@@ -334,10 +433,7 @@ impl Inner {
                 }
             }
         }
-        if self.paused.get() && self.queued_bytes.get() <= self.high / 4 {
-            self.paused.set(false);
-            self.call("resume_writing", |p| p.resume_writing());
-        }
+        self.flow_changed();
         if self.writer_on.replace(false) {
             self.lp.remove_writer(self.fd);
         }
@@ -375,5 +471,104 @@ impl fmt::Debug for DatagramTransport {
             .field("queued", &self.inner.queued_bytes.get())
             .field("closing", &self.inner.closing.get())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Answers every datagram with one of 100 bytes to `peer`, and records its calls.
+    struct Answering {
+        t: Option<DatagramTransport>,
+        peer: SocketAddr,
+        calls: Rc<RefCell<Vec<&'static str>>>,
+    }
+
+    impl DatagramProtocol for Answering {
+        fn connection_made(&mut self, t: DatagramTransport) {
+            self.t = Some(t);
+        }
+        fn datagram_received(&mut self, _data: &[u8], _addr: SocketAddr) {
+            self.calls.borrow_mut().push("datagram_received");
+            let t = self.t.clone().expect("connection_made first");
+            t.sendto(&[7u8; 100], Some(self.peer))
+                .expect("sendto queues");
+            self.calls.borrow_mut().push("datagram_received returns");
+        }
+        fn pause_writing(&mut self) {
+            self.calls.borrow_mut().push("pause_writing");
+        }
+        fn resume_writing(&mut self) {
+            self.calls.borrow_mut().push("resume_writing");
+        }
+    }
+
+    #[test]
+    fn sendto_inside_datagram_received_pauses_after_it_and_resumes_once_drained() {
+        tulipa_futures::run(async {
+            let sink = UdpSocket::bind("127.0.0.1:0").map_err(|e| Error::io("bind", e))?;
+            let peer = sink.local_addr().map_err(|e| Error::io("addr", e))?;
+            let calls: Rc<RefCell<Vec<&'static str>>> = Rc::default();
+            let c2 = calls.clone();
+            let options = DatagramOptions {
+                local_addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+                high_water: Some(50),
+                ..DatagramOptions::default()
+            };
+            let t = create_datagram_endpoint(
+                move || Answering {
+                    t: None,
+                    peer,
+                    calls: c2,
+                },
+                options,
+            )
+            .await?;
+            // A datagram the socket refused (EAGAIN) waits in the queue. UDP over loopback never
+            // refuses (the kernel hands the datagram over or drops it), so it is queued by hand:
+            // the next sendto queues behind it.
+            t.inner
+                .queue
+                .borrow_mut()
+                .push_back((vec![1u8; 10], Some(peer)));
+            t.inner.queued_bytes.set(10);
+
+            let sender = UdpSocket::bind("127.0.0.1:0").map_err(|e| Error::io("bind", e))?;
+            let to = t.local_addr().expect("bound");
+            sender
+                .send_to(b"go", to)
+                .map_err(|e| Error::io("send_to", e))?;
+            let done = async {
+                while !calls.borrow().contains(&"resume_writing") {
+                    tulipa_futures::sleep(Duration::ZERO).await?;
+                }
+                Ok::<(), tulipa_futures::Error>(())
+            };
+            tulipa_futures::timeout(Duration::from_secs(20), done)
+                .await
+                .unwrap_or_else(|e| panic!("no resume_writing: {e}; calls {:?}", calls.borrow()));
+            assert_eq!(
+                *calls.borrow(),
+                [
+                    "datagram_received",
+                    "datagram_received returns",
+                    "pause_writing",
+                    "resume_writing"
+                ]
+            );
+            // Both datagrams left, in order.
+            let mut buf = [0u8; 200];
+            let n = sink.recv(&mut buf).map_err(|e| Error::io("recv", e))?;
+            assert_eq!(&buf[..n], &[1u8; 10]);
+            let n = sink.recv(&mut buf).map_err(|e| Error::io("recv", e))?;
+            assert_eq!(&buf[..n], &[7u8; 100]);
+            assert_eq!(t.get_write_buffer_size(), 0);
+            t.close();
+            Ok(())
+        })
+        .expect("the test body");
     }
 }
