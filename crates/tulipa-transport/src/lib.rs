@@ -52,7 +52,7 @@ mod udp;
 pub mod unix;
 
 pub use connect::{connect_socket, create_connection, ConnectOptions};
-pub use dns::getaddrinfo;
+pub use dns::{getaddrinfo, getnameinfo, NameInfoFlags};
 pub use error::{Error, Result};
 pub use protocol::{Buffered, BufferedProtocol, Protocol, ProtocolFactory};
 pub use server::{create_server, Server, ServerOptions};
