@@ -24,6 +24,12 @@ pub struct ConnectOptions {
     /// attempt when the previous one has not succeeded after this delay, keep both running, use
     /// the first that connects and cancel the others. `None`: one address after the other.
     pub happy_eyeballs_delay: Option<Duration>,
+    /// Reorders the resolved addresses by family before connecting (asyncio's `interleave`):
+    /// `n` addresses of the first family, then one of each family in turn. `None` (the
+    /// default) means 1 when [`happy_eyeballs_delay`](ConnectOptions::happy_eyeballs_delay) is
+    /// set (IPv6, IPv4, IPv6, … for a resolver that answers IPv6 first) and the resolver's
+    /// order otherwise; `Some(0)` keeps the resolver's order.
+    pub interleave: Option<usize>,
     /// Speak TLS with this client configuration (see [`crate::tls`]).
     #[cfg(feature = "tls")]
     pub tls: Option<std::sync::Arc<crate::tls::ClientConfig>>,
@@ -70,7 +76,15 @@ pub async fn create_connection<P: Protocol>(
     options: ConnectOptions,
 ) -> Result<Transport> {
     let lp = EventLoop::running()?;
-    let addrs = getaddrinfo(host, port).await?;
+    let mut addrs = getaddrinfo(host, port).await?;
+    let interleave = match (options.interleave, options.happy_eyeballs_delay) {
+        (Some(n), _) => n,
+        (None, Some(_)) => 1,
+        (None, None) => 0,
+    };
+    if interleave > 0 {
+        addrs = interleave_families(addrs, interleave);
+    }
     let mut errors = Vec::new();
     if let Some(delay) = options.happy_eyeballs_delay {
         match staggered(addrs, delay, &options, &mut errors).await? {
@@ -88,8 +102,32 @@ pub async fn create_connection<P: Protocol>(
     Err(combine(host, port, errors))
 }
 
+/// Reorders `addrs` by family (asyncio's `_interleave_addrinfos`): the first
+/// `first_family_count` addresses of the first family seen, then one address of each family in
+/// turn, each family keeping its own order.
+fn interleave_families(addrs: Vec<SocketAddr>, first_family_count: usize) -> Vec<SocketAddr> {
+    let Some(first_is_v4) = addrs.first().map(SocketAddr::is_ipv4) else {
+        return addrs;
+    };
+    let (first, other): (Vec<SocketAddr>, Vec<SocketAddr>) =
+        addrs.into_iter().partition(|a| a.is_ipv4() == first_is_v4);
+    let lead = first_family_count.saturating_sub(1).min(first.len());
+    let mut out = Vec::with_capacity(first.len() + other.len());
+    out.extend_from_slice(&first[..lead]);
+    let (mut a, mut b) = (first[lead..].iter(), other.iter());
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => break,
+            (x, y) => out.extend(x.into_iter().chain(y).copied()),
+        }
+    }
+    out
+}
+
 /// Staggered attempts (Happy Eyeballs). Returns the first connected socket, or `None` with
-/// every failure in `errors`. The attempts still running are cancelled however this ends.
+/// every failure in `errors`. The attempts still running are cancelled however this ends,
+/// also when the caller is cancelled: `running` keeps every attempt (`wait` gets clones), so
+/// its guard reaches them all.
 async fn staggered(
     addrs: Vec<SocketAddr>,
     delay: Duration,
@@ -101,15 +139,16 @@ async fn staggered(
     loop {
         if let Some(addr) = next.next() {
             let o = options.clone();
-            running
-                .0
-                .push(spawn(async move { Ok(connect_addr(addr, &o).await?) })?.into());
+            let attempt = spawn(async move { Ok(connect_addr(addr, &o).await?) })?;
+            attempt.set_name(format!("happy eyeballs: connect to {addr}"));
+            running.0.push(attempt.into());
         }
         if running.0.is_empty() {
             return Ok(None);
         }
         let limit = next.peek().map(|_| delay);
-        let (done, pending) = wait(running.0.drain(..), limit, ReturnWhen::FirstCompleted).await?;
+        let (done, pending) =
+            wait(running.0.iter().cloned(), limit, ReturnWhen::FirstCompleted).await?;
         running.0 = pending;
         for attempt in done {
             match attempt.take_result() {
@@ -149,6 +188,12 @@ fn combine(host: &str, port: u16, mut errors: Vec<Error>) -> Error {
 }
 
 /// Attaches a protocol to an already connected socket (asyncio's `create_connection(sock=...)`).
+///
+/// # Cancel safety
+///
+/// The socket is taken either way. Cancelled before the protocol's `connection_made` has run,
+/// the transport is aborted: the protocol still gets `connection_made`, then
+/// `connection_lost(None)`, and the socket is closed; nothing was read from or written to it.
 ///
 /// # Errors
 ///
@@ -222,4 +267,84 @@ pub(crate) async fn connect_addr(addr: SocketAddr, options: &ConnectOptions) -> 
     }
     crate::sock::sock_connect(&sock, &SockAddr::from(addr)).await?;
     Ok(sock)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpStream;
+
+    use super::*;
+
+    fn v4(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    fn v6(port: u16) -> SocketAddr {
+        SocketAddr::from(([0, 0, 0, 0, 0, 0, 0, 1], port))
+    }
+
+    /// A listener on 127.0.0.1 whose accept queue is full (backlog 0, one connection nobody
+    /// accepts): the kernel drops further SYNs, so a connect to it stays in progress.
+    fn full_listener() -> (Socket, TcpStream, SocketAddr) {
+        let l = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+        l.bind(&SockAddr::from(v4(0))).expect("bind");
+        l.listen(0).expect("listen");
+        let addr = l.local_addr().expect("addr").as_socket().expect("IPv4");
+        let filler =
+            TcpStream::connect_timeout(&addr, Duration::from_secs(10)).expect("the first connect");
+        (l, filler, addr)
+    }
+
+    #[test]
+    fn interleave_alternates_families_after_the_first_ones() {
+        let addrs = vec![v6(1), v6(2), v6(3), v4(4), v4(5)];
+        assert_eq!(
+            interleave_families(addrs.clone(), 1),
+            [v6(1), v4(4), v6(2), v4(5), v6(3)]
+        );
+        assert_eq!(
+            interleave_families(addrs.clone(), 2),
+            [v6(1), v6(2), v4(4), v6(3), v4(5)]
+        );
+        assert_eq!(
+            interleave_families(vec![v4(1), v4(2), v6(3)], 1),
+            [v4(1), v6(3), v4(2)]
+        );
+        assert_eq!(interleave_families(vec![v4(1), v4(2)], 1), [v4(1), v4(2)]);
+        assert_eq!(interleave_families(addrs.clone(), 9), addrs);
+        assert!(interleave_families(Vec::new(), 1).is_empty());
+    }
+
+    #[test]
+    fn a_stalled_first_address_is_overtaken_after_the_delay() {
+        // Virtual time: the clock jumps to the next timer whenever no fd is ready, so the
+        // hour of delay passes at once, and only if the attempt timer is what moves things on.
+        let lp = tulipa_loop::EventLoop::new_virtual().expect("a virtual loop");
+        let (_stalled, _filler, stalled_addr) = full_listener();
+        let good = std::net::TcpListener::bind(v4(0)).expect("bind");
+        let good_addr = good.local_addr().expect("addr");
+        let delay = Duration::from_secs(3600);
+        let lp2 = lp.clone();
+        let (peer, elapsed) = tulipa_futures::run_until_complete(&lp, async move {
+            let start = lp2.time();
+            let mut errors = Vec::new();
+            let sock = staggered(
+                vec![stalled_addr, good_addr],
+                delay,
+                &ConnectOptions::default(),
+                &mut errors,
+            )
+            .await?
+            .expect("the second address connects");
+            assert!(errors.is_empty(), "{errors:?}");
+            let peer = sock.peer_addr().ok().and_then(|a| a.as_socket());
+            Ok((peer, lp2.time() - start))
+        })
+        .expect("the test body");
+        assert_eq!(peer, Some(good_addr), "connected to the second address");
+        assert!(
+            elapsed >= delay && elapsed < 2 * delay,
+            "the second attempt started after the delay: {elapsed:?}"
+        );
+    }
 }

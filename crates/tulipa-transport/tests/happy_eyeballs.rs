@@ -1,8 +1,10 @@
 //! Staggered connection attempts (Happy Eyeballs).
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use tulipa_futures::run;
+use socket2::{Domain, SockAddr, Socket, Type};
+use tulipa_futures::{all_tasks, run, spawn, Task};
 use tulipa_transport::streams::{start_server, DEFAULT_LIMIT};
 use tulipa_transport::{
     create_connection, ConnectOptions, Error, Protocol, ServerOptions, Transport,
@@ -35,6 +37,65 @@ fn staggered_connect_reaches_the_address_that_listens() {
         assert_eq!(t.peer_addr().map(|a| a.port()), Some(port));
         t.close();
         server.close();
+        Ok(())
+    })
+    .unwrap();
+}
+
+/// A listener on 127.0.0.1 whose accept queue is full (backlog 0, one connection nobody
+/// accepts): the kernel drops further SYNs, so a connect to it stays in progress.
+fn full_listener() -> (Socket, std::net::TcpStream, SocketAddr) {
+    let l = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    l.bind(&SockAddr::from(SocketAddr::from(([127, 0, 0, 1], 0))))
+        .unwrap();
+    l.listen(0).unwrap();
+    let addr = l.local_addr().unwrap().as_socket().unwrap();
+    let filler = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10)).unwrap();
+    (l, filler, addr)
+}
+
+fn attempts(lp: &tulipa_futures::rt::EventLoop) -> Vec<String> {
+    all_tasks(lp)
+        .iter()
+        .map(|t| t.name())
+        .filter(|n| n.starts_with("happy eyeballs"))
+        .collect()
+}
+
+#[test]
+fn a_cancelled_staggered_connect_cancels_its_attempts() {
+    let (_stalled, _filler, addr) = full_listener();
+    run(async move {
+        let lp = tulipa_futures::rt::EventLoop::running()?;
+        let connecting: Task<()> = spawn(async move {
+            let mut o = ConnectOptions::default();
+            o.happy_eyeballs_delay = Some(Duration::from_secs(3600));
+            create_connection(|| Quiet, "127.0.0.1", addr.port(), o).await?;
+            Ok(())
+        })?;
+        let bounded = async {
+            while attempts(&lp).is_empty() {
+                tulipa_futures::sleep(Duration::ZERO).await?;
+            }
+            Ok::<(), tulipa_futures::Error>(())
+        };
+        tulipa_futures::timeout(Duration::from_secs(20), bounded).await?;
+        assert_eq!(
+            attempts(&lp),
+            [format!("happy eyeballs: connect to {addr}")]
+        );
+        connecting.cancel(Some("the caller gives up"));
+        let r = connecting.clone().await;
+        assert!(matches!(&r, Err(e) if e.is_cancelled()), "{r:?}");
+        // The attempt's cancellation is delivered on the next iterations.
+        for _ in 0..3 {
+            tulipa_futures::sleep(Duration::ZERO).await?;
+        }
+        assert_eq!(
+            attempts(&lp),
+            Vec::<String>::new(),
+            "no attempt outlives the connect"
+        );
         Ok(())
     })
     .unwrap();
