@@ -144,7 +144,7 @@ pub async fn create_server(
     for addr in addrs {
         sockets.push(listen_socket(addr, &options)?);
     }
-    let server = Server::from_sockets(&lp, sockets, Rc::new(factory), options.backlog);
+    let server = Server::from_sockets(&lp, sockets, Rc::new(factory), options.backlog)?;
     #[cfg(feature = "tls")]
     {
         *server.state.tls.borrow_mut() = options.tls.clone().map(|config| TlsSettings {
@@ -189,14 +189,25 @@ fn listen_socket(addr: SocketAddr, o: &ServerOptions) -> Result<Socket> {
 }
 
 impl Server {
-    /// A server over listening sockets you made yourself (they must be listening already).
+    /// A server over listening sockets you made yourself (asyncio's `create_server(sock=…)`):
+    /// they must be bound and listening already. They are made non-blocking here (the loop
+    /// accepts until `accept` would block); call [`start_serving`](Server::start_serving) to
+    /// accept. `backlog` bounds the connections accepted per readiness event.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when a socket cannot be made non-blocking.
     pub fn from_sockets(
         lp: &EventLoop,
         sockets: Vec<Socket>,
         factory: Rc<dyn ProtocolFactory>,
         backlog: i32,
-    ) -> Server {
-        Server {
+    ) -> Result<Server> {
+        for sock in &sockets {
+            sock.set_nonblocking(true)
+                .map_err(|e| Error::io("set_nonblocking on a listening socket", e))?;
+        }
+        Ok(Server {
             state: Rc::new(State {
                 lp: lp.clone(),
                 sockets: RefCell::new(sockets),
@@ -213,7 +224,7 @@ impl Server {
                 #[cfg(feature = "tls")]
                 tls: RefCell::new(None),
             }),
-        }
+        })
     }
 
     /// Removes this Unix socket file when the server closes.

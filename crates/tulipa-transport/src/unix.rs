@@ -74,7 +74,7 @@ pub async fn create_unix_server(
         .map_err(|e| Error::io(format!("bind to {}", path.display()), e))?;
     sock.listen(options.backlog)
         .map_err(|e| Error::io(format!("listen on {}", path.display()), e))?;
-    let server = Server::from_sockets(&lp, vec![sock], Rc::new(factory), options.backlog);
+    let server = Server::from_sockets(&lp, vec![sock], Rc::new(factory), options.backlog)?;
     server.remove_on_close(path.to_path_buf());
     if options.start_serving {
         server.start_serving()?;

@@ -463,3 +463,45 @@ fn accepted_connections_are_non_blocking_close_on_exec_and_know_both_addresses()
         Ok(())
     });
 }
+
+#[test]
+fn from_sockets_makes_a_blocking_listener_non_blocking_and_serves_it() {
+    run(async {
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = std_listener.local_addr().unwrap();
+        let listener = socket2::Socket::from(std_listener);
+        // A duplicate shares the file status flags, O_NONBLOCK among them.
+        let dup = listener.try_clone().unwrap();
+        assert!(!dup.nonblocking().unwrap(), "std listeners block");
+        let logs: Rc<RefCell<Vec<Rc<Log>>>> = Rc::default();
+        let l2 = logs.clone();
+        let factory = move || {
+            let log = Log::new();
+            l2.borrow_mut().push(log.clone());
+            Rec::new(&log)
+        };
+        let lp = tulipa_futures::rt::EventLoop::running()?;
+        let server =
+            tulipa_transport::Server::from_sockets(&lp, vec![listener], Rc::new(factory), 8)?;
+        assert!(
+            dup.nonblocking().unwrap(),
+            "from_sockets made it non-blocking"
+        );
+        server.start_serving()?;
+        // Accepting drains the queue until accept would block: with a blocking listener the
+        // loop would hang in the second accept and this connection would never be served.
+        let (t, clog) = connect(addr.port()).await?;
+        common::until(|| !logs.borrow().is_empty()).await?;
+        let slog = logs.borrow()[0].clone();
+        slog.wait_made().await?;
+        t.write(b"served")?;
+        slog.wait_bytes(6).await?;
+        t.close();
+        clog.wait_lost().await?;
+        slog.wait_lost().await?;
+        server.close();
+        server.wait_closed().await?;
+        drop(dup);
+        Ok(())
+    });
+}
