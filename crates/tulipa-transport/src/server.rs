@@ -122,6 +122,10 @@ pub struct Server {
 /// sockets is not guaranteed), and attaches a protocol made by `factory` to each accepted
 /// connection (asyncio's `create_server`).
 ///
+/// An empty `host` (asyncio's `None` or `""`) means every interface: one socket on `0.0.0.0`
+/// and, where the system has IPv6, one on `::` (with `IPV6_V6ONLY`, as asyncio), both on the
+/// same port (with port 0, the one the kernel picked for the first).
+///
 /// # Errors
 ///
 /// [`Error::Resolve`]; [`Error::Io`] for bind or listen failures, for example
@@ -139,11 +143,15 @@ pub async fn create_server(
             "tls_shutdown_timeout must be positive",
         )));
     }
-    let addrs = getaddrinfo(host, port).await?;
-    let mut sockets = Vec::new();
-    for addr in addrs {
-        sockets.push(listen_socket(addr, &options)?);
-    }
+    let sockets = if host.is_empty() {
+        listen_all_interfaces(port, &options)?
+    } else {
+        let mut sockets = Vec::new();
+        for addr in getaddrinfo(host, port).await? {
+            sockets.push(listen_socket(addr, &options)?);
+        }
+        sockets
+    };
     let server = Server::from_sockets(&lp, sockets, Rc::new(factory), options.backlog)?;
     #[cfg(feature = "tls")]
     {
@@ -157,6 +165,39 @@ pub async fn create_server(
         server.start_serving()?;
     }
     Ok(server)
+}
+
+/// The sockets of a server on every interface: `0.0.0.0`, then `::` unless the system has no
+/// IPv6.
+fn listen_all_interfaces(port: u16, o: &ServerOptions) -> Result<Vec<Socket>> {
+    let v4 = listen_socket(SocketAddr::from(([0, 0, 0, 0], port)), o)?;
+    let chosen = match port {
+        0 => v4
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .map_or(0, |a| a.port()),
+        p => p,
+    };
+    let mut sockets = vec![v4];
+    let any6 = |port| SocketAddr::from(([0u16; 8], port));
+    match listen_socket(any6(chosen), o) {
+        Ok(s) => sockets.push(s),
+        Err(e)
+            if matches!(
+                e.io_kind(),
+                Some(io::ErrorKind::Unsupported | io::ErrorKind::AddrNotAvailable)
+            ) =>
+        {
+            tracing::debug!(error = %e, "no IPv6: listening on 0.0.0.0 only");
+        }
+        // The port the kernel gave the IPv4 socket is taken for IPv6: any other will do.
+        Err(e) if port == 0 && e.io_kind() == Some(io::ErrorKind::AddrInUse) => {
+            sockets.push(listen_socket(any6(0), o)?);
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(sockets)
 }
 
 fn listen_socket(addr: SocketAddr, o: &ServerOptions) -> Result<Socket> {

@@ -505,3 +505,49 @@ fn from_sockets_makes_a_blocking_listener_non_blocking_and_serves_it() {
         Ok(())
     });
 }
+
+#[test]
+fn an_empty_host_listens_on_every_interface() {
+    run(async {
+        let (server, logs) = {
+            let logs: Rc<RefCell<Vec<Rc<Log>>>> = Rc::default();
+            let l2 = logs.clone();
+            let factory = move || {
+                let log = Log::new();
+                l2.borrow_mut().push(log.clone());
+                Rec::new(&log)
+            };
+            (
+                create_server(factory, "", 0, ServerOptions::default()).await?,
+                logs,
+            )
+        };
+        let addrs: Vec<_> = server
+            .sockets()
+            .iter()
+            .filter_map(|a| a.as_socket())
+            .collect();
+        let port = addrs[0].port();
+        assert_ne!(port, 0);
+        assert_eq!(addrs[0], std::net::SocketAddr::from(([0, 0, 0, 0], port)));
+        if let Some(v6) = addrs.get(1) {
+            // One socket per family, on the same port.
+            assert_eq!(*v6, std::net::SocketAddr::from(([0u16; 8], port)));
+        }
+        assert!(addrs.len() <= 2, "{addrs:?}");
+        let (t, clog) = connect(port).await?;
+        common::until(|| !logs.borrow().is_empty()).await?;
+        let slog = logs.borrow()[0].clone();
+        slog.wait_made().await?;
+        assert_eq!(
+            slog.transport().local_addr(),
+            Some(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        );
+        t.close();
+        clog.wait_lost().await?;
+        server.close();
+        server.close_clients();
+        server.wait_closed().await?;
+        Ok(())
+    });
+}
