@@ -1,14 +1,27 @@
 //! No file descriptor outlives its connection.
 //!
 //! Alone in its own test binary on purpose: it counts the entries of `/proc/self/fd`, which
-//! other tests running in parallel threads of the same process would disturb; its two tests
-//! take turns through [`SERIAL`].
+//! other tests running in parallel threads of the same process would disturb; its tests take
+//! turns through [`SERIAL`]. Clean closes and aborts, and the failure paths: refused connects,
+//! a taken port, resets, a peer vanishing mid-write, cancelled connects, Unix sockets, UDP.
 
 mod common;
 
-use common::{run, Log, Rec};
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use common::{fill, pair, run, small_socket_buffers, Log, Rec};
+use socket2::{Domain, SockAddr, Socket, Type};
+use tulipa_futures::sync::Event;
+use tulipa_futures::{spawn, Task};
 use tulipa_transport::streams::{open_connection, start_server, DEFAULT_LIMIT};
-use tulipa_transport::{create_connection, create_server, ConnectOptions, ServerOptions};
+use tulipa_transport::unix::{create_unix_connection, create_unix_server};
+use tulipa_transport::{
+    create_connection, create_datagram_endpoint, create_server, ConnectOptions, DatagramOptions,
+    DatagramProtocol, DatagramTransport, Error, ServerOptions,
+};
 
 /// Held by each test for its whole run: the fd count is process-wide.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -113,5 +126,280 @@ fn fifty_stream_servers_and_connections_leave_no_fd_behind() {
         common::until(|| open_fds() <= before).await?;
         assert_eq!(open_fds(), before);
         Ok(())
+    });
+}
+
+/// Skips the test (`None`) where `/proc/self/fd` does not exist; else takes [`SERIAL`].
+fn serial() -> Option<std::sync::MutexGuard<'static, ()>> {
+    if !std::path::Path::new("/proc/self/fd").exists() {
+        println!("skipped: no /proc/self/fd on this system");
+        return None;
+    }
+    Some(SERIAL.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// Waits (yielding to the loop, bounded) until at most `before` fds are open, then checks it:
+/// the fds of lost connections are closed by callbacks a few iterations later.
+async fn back_to(before: usize, what: &str) -> tulipa_futures::Result<()> {
+    let settled = common::until(|| open_fds() <= before);
+    if tulipa_futures::timeout(Duration::from_secs(20), settled)
+        .await
+        .is_err()
+    {
+        panic!("{what}: {} fds open, {before} before", open_fds());
+    }
+    assert_eq!(open_fds(), before, "{what}");
+    Ok(())
+}
+
+/// A port on 127.0.0.1 that nobody listens on.
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn refused_connects_leave_no_fd_behind() {
+    let Some(_serial) = serial() else { return };
+    let port = closed_port();
+    run(async move {
+        let before = open_fds();
+        for _ in 0..20 {
+            let err = create_connection(
+                || Rec::new(&Log::new()),
+                "127.0.0.1",
+                port,
+                ConnectOptions::default(),
+            )
+            .await
+            .unwrap_err();
+            assert_eq!(
+                err.io_kind(),
+                Some(std::io::ErrorKind::ConnectionRefused),
+                "{err}"
+            );
+        }
+        back_to(before, "after 20 refused connects").await
+    });
+}
+
+#[test]
+fn address_in_use_leaves_no_fd_behind() {
+    let Some(_serial) = serial() else { return };
+    run(async {
+        let taken = create_server(
+            || Rec::new(&Log::new()),
+            "127.0.0.1",
+            0,
+            ServerOptions::default(),
+        )
+        .await?;
+        let port = taken.local_addr().unwrap().port();
+        let before = open_fds();
+        for _ in 0..20 {
+            let err = create_server(
+                || Rec::new(&Log::new()),
+                "127.0.0.1",
+                port,
+                ServerOptions::default(),
+            )
+            .await
+            .unwrap_err();
+            assert_eq!(err.io_kind(), Some(std::io::ErrorKind::AddrInUse), "{err}");
+        }
+        back_to(before, "after 20 binds to a taken port").await?;
+        taken.close();
+        Ok(())
+    });
+}
+
+#[test]
+fn connections_reset_by_the_peer_leave_no_fd_behind() {
+    let Some(_serial) = serial() else { return };
+    run(async {
+        let cycle = || async {
+            let p = pair(|r| r, |r| r).await?;
+            // SO_LINGER 0: the close sends RST instead of FIN.
+            p.client
+                .with_socket(|s| s.set_linger(Some(Duration::ZERO)).unwrap());
+            p.client.abort();
+            p.clog.wait_lost().await?;
+            p.slog.wait_lost().await?;
+            p.server.close();
+            p.server.wait_closed().await?;
+            Ok::<(), tulipa_futures::Error>(())
+        };
+        cycle().await?;
+        let before = open_fds();
+        for _ in 0..10 {
+            cycle().await?;
+        }
+        back_to(before, "after 10 resets").await
+    });
+}
+
+#[test]
+fn peers_vanishing_mid_write_leave_no_fd_behind() {
+    let Some(_serial) = serial() else { return };
+    run(async {
+        let cycle = || async {
+            let p = pair(
+                |r| {
+                    r.on_made(|t| {
+                        small_socket_buffers(t);
+                        t.pause_reading();
+                    })
+                },
+                |r| r,
+            )
+            .await?;
+            small_socket_buffers(&p.client);
+            fill(&p.client, 64 * 1024, 0);
+            // The peer closes with unread bytes: its kernel answers RST to the writer.
+            p.accepted().close();
+            p.slog.wait_lost().await?;
+            p.clog.wait_lost().await?;
+            assert_eq!(p.clog.kinds().last(), Some(&"lost(error)"));
+            p.server.close();
+            p.server.wait_closed().await?;
+            Ok::<(), tulipa_futures::Error>(())
+        };
+        cycle().await?;
+        let before = open_fds();
+        for _ in 0..10 {
+            cycle().await?;
+        }
+        back_to(before, "after 10 peers vanished mid-write").await
+    });
+}
+
+#[test]
+fn cancelled_connects_leave_no_fd_behind() {
+    let Some(_serial) = serial() else { return };
+    // A listener whose accept queue is full (backlog 0, one connection nobody accepts): the
+    // kernel drops further SYNs, so each connect stays in progress until cancelled.
+    let stalled = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    stalled
+        .bind(&SockAddr::from(SocketAddr::from(([127, 0, 0, 1], 0))))
+        .unwrap();
+    stalled.listen(0).unwrap();
+    let addr = stalled.local_addr().unwrap().as_socket().unwrap();
+    let _filler = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10)).unwrap();
+    run(async move {
+        let before = open_fds();
+        for _ in 0..10 {
+            let connecting: Task<()> = spawn(async move {
+                create_connection(
+                    || Rec::new(&Log::new()),
+                    "127.0.0.1",
+                    addr.port(),
+                    ConnectOptions::default(),
+                )
+                .await?;
+                Ok(())
+            })?;
+            // Let the connect start (its socket exists and waits for writability).
+            common::until(|| open_fds() > before).await?;
+            connecting.cancel(None);
+            let r = connecting.clone().await;
+            assert!(matches!(&r, Err(e) if e.is_cancelled()), "{r:?}");
+        }
+        back_to(before, "after 10 cancelled connects").await
+    });
+}
+
+#[test]
+fn unix_servers_and_connections_leave_no_fd_behind() {
+    let Some(_serial) = serial() else { return };
+    let dir = std::env::temp_dir().join(format!("tulipa-fd-leak-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("sock");
+    let p2 = path.clone();
+    run(async move {
+        let cycle = |path: std::path::PathBuf| async move {
+            let slog = Log::new();
+            let s2 = slog.clone();
+            let server = create_unix_server(
+                move || Rec::new(&s2).on_data(|t, d| t.write(d).unwrap()),
+                &path,
+                ServerOptions::default(),
+            )
+            .await?;
+            let clog = Log::new();
+            let c2 = clog.clone();
+            let t = create_unix_connection(move || Rec::new(&c2), &path).await?;
+            t.write(b"ping")?;
+            clog.wait_bytes(4).await?;
+            t.close();
+            clog.wait_lost().await?;
+            slog.wait_lost().await?;
+            server.close();
+            server.wait_closed().await?;
+            Ok::<(), tulipa_futures::Error>(())
+        };
+        cycle(p2.clone()).await?;
+        let before = open_fds();
+        for _ in 0..10 {
+            cycle(p2.clone()).await?;
+        }
+        back_to(before, "after 10 unix server and connection cycles").await
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A datagram protocol that reports arrivals and its `connection_lost` through events.
+struct Udp {
+    t: Option<DatagramTransport>,
+    got: Rc<RefCell<Vec<Vec<u8>>>>,
+    arrived: Event,
+    lost: Event,
+}
+
+impl DatagramProtocol for Udp {
+    fn connection_made(&mut self, t: DatagramTransport) {
+        self.t = Some(t);
+    }
+    fn datagram_received(&mut self, data: &[u8], _addr: SocketAddr) {
+        self.got.borrow_mut().push(data.to_vec());
+        self.arrived.set();
+    }
+    fn connection_lost(&mut self, _exc: Option<Error>) {
+        self.t = None;
+        self.lost.set();
+    }
+}
+
+#[test]
+fn closed_datagram_endpoints_leave_no_fd_behind() {
+    let Some(_serial) = serial() else { return };
+    run(async {
+        let before = open_fds();
+        for i in 0..20u8 {
+            let (arrived, lost) = (Event::new(), Event::new());
+            let got: Rc<RefCell<Vec<Vec<u8>>>> = Rc::default();
+            let (a2, l2, g2) = (arrived.clone(), lost.clone(), got.clone());
+            let mut o = DatagramOptions::default();
+            o.local_addr = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+            let t = create_datagram_endpoint(
+                move || Udp {
+                    t: None,
+                    got: g2,
+                    arrived: a2,
+                    lost: l2,
+                },
+                o,
+            )
+            .await?;
+            // A datagram to itself, so the endpoint has done real work before it closes.
+            t.sendto(&[i], t.local_addr())?;
+            arrived.wait().await?;
+            assert_eq!(*got.borrow(), [vec![i]]);
+            t.close();
+            lost.wait().await?;
+        }
+        back_to(before, "after 20 datagram endpoints").await
     });
 }
