@@ -1,8 +1,10 @@
 //! Low-level socket operations as awaitables (asyncio's `loop.sock_*`).
 //!
 //! Each takes a non-blocking [`Socket`] and waits for readiness with a one-shot reader or writer
-//! on the running loop. All are cancel-safe: when one returns `Err(Cancelled)`, nothing was read
-//! or sent by it — except `sock_sendall`, which may have sent a prefix (see its docs).
+//! on the running loop. All are cancel-safe: when one returns `Err(Cancelled)` (or is dropped),
+//! nothing was read, sent or accepted by it — except [`sock_sendall`], which may have sent a
+//! prefix it cannot report (see its docs; [`sock_send`] is the cancel-safe alternative), and
+//! [`sock_connect`], which leaves the connect under way in the kernel.
 
 use std::io::{self, Read};
 use std::net::{SocketAddr, UdpSocket};
@@ -96,12 +98,42 @@ pub async fn sock_recv_into(sock: &Socket, buf: &mut [u8]) -> Result<usize> {
     }
 }
 
+/// Sends one piece of `data`: as much as the socket takes with one `send`, waiting until it
+/// takes at least one byte; returns how many it took (at most `data.len()`; 0 only for an
+/// empty `data`). Loop over it to send everything and always know how far you got.
+///
+/// # Cancel safety
+///
+/// Cancel-safe: bytes are sent only by the `send` whose count is returned, so a cancelled
+/// (or dropped) `sock_send` sent nothing.
+///
+/// # Errors
+///
+/// The socket's error (for example `BrokenPipe` or `ConnectionReset`); cancellation.
+pub async fn sock_send(sock: &Socket, data: &[u8]) -> Result<usize> {
+    if data.is_empty() {
+        return Ok(0);
+    }
+    let lp = EventLoop::running()?;
+    loop {
+        match sock.send_with_flags(data, SEND_FLAGS) {
+            Ok(n) => return Ok(n),
+            Err(e) if retry(&e) => wait_ready(&lp, sock.as_raw_fd(), true).await?,
+            Err(e) => return Err(Error::io("sock_send", e)),
+        }
+    }
+}
+
 /// Sends all of `data` (asyncio's `sock_sendall`).
 ///
 /// # Cancel safety
 ///
-/// Not all-or-nothing: when cancelled midway, a prefix of `data` may have been sent (as in
-/// asyncio). Use a transport when you need buffered, ordered writes that survive cancellation.
+/// Not cancel-safe. It sends with as many `send`s as the socket needs, waiting for
+/// writability between them; cancelled (or dropped) during such a wait, the bytes already
+/// handed to the kernel (a prefix of `data`, of any length) go out, and how many they were is
+/// lost with the future: the stream is then at an unknown position. asyncio's `sock_sendall`
+/// has the same limit. Use [`sock_send`] in a loop to know at every point how much was sent,
+/// or a transport, whose buffered writes do not depend on the writer staying alive.
 ///
 /// # Errors
 ///
@@ -123,7 +155,8 @@ pub async fn sock_sendall(sock: &Socket, data: &[u8]) -> Result<()> {
 ///
 /// # Cancel safety
 ///
-/// A cancelled connect leaves the socket half-connected; close it.
+/// A cancelled connect unregisters its wait but leaves the connect under way in the kernel:
+/// the socket may still become connected, and cannot be connected again; close it.
 ///
 /// # Errors
 ///
