@@ -126,6 +126,10 @@ pub struct Server {
 /// and, where the system has IPv6, one on `::` (with `IPV6_V6ONLY`, as asyncio), both on the
 /// same port (with port 0, the one the kernel picked for the first).
 ///
+/// # Cancel safety
+///
+/// Cancel-safe: the only wait is the resolution of `host`; cancelled there, nothing was bound.
+///
 /// # Errors
 ///
 /// [`Error::Resolve`]; [`Error::Io`] for bind or listen failures, for example

@@ -86,6 +86,12 @@ pub struct DatagramTransport {
 /// Creates a UDP endpoint and attaches a protocol made by `factory` (asyncio's
 /// `create_datagram_endpoint`). Returns once `connection_made` has run.
 ///
+/// # Cancel safety
+///
+/// Cancel-safe: the only wait is the resolution of `remote_addr`; cancelled there, no socket
+/// was made and no protocol created (the lookup finishes on the executor, unused). Once the
+/// socket exists, the call completes without waiting.
+///
 /// # Errors
 ///
 /// [`Error::Resolve`] for the remote name; [`Error::Io`] for socket, bind or connect failures.

@@ -19,6 +19,13 @@ fn addr(path: &Path) -> Result<SockAddr> {
 
 /// Connects to the Unix socket at `path` and attaches a protocol made by `factory`.
 ///
+/// # Cancel safety
+///
+/// Cancel-safe. Cancelled while connecting, the socket is closed and no protocol is made.
+/// Cancelled once the protocol is made (while its `connection_made` is pending), the transport
+/// is aborted: the protocol gets `connection_made`, then `connection_lost(None)`, and the
+/// connection does not stay open.
+///
 /// # Errors
 ///
 /// [`Error::Io`] (for example `NotFound` or `ConnectionRefused`); cancellation.
@@ -41,6 +48,10 @@ pub async fn create_unix_connection<P: Protocol>(
 /// Listens on the Unix socket `path`. A stale socket file left by an earlier server is removed
 /// first (a path that exists and is not a socket is an error); the file is removed again when the
 /// server is closed.
+///
+/// # Cancel safety
+///
+/// Nothing to lose: it does not wait (the future is ready on its first poll).
 ///
 /// # Errors
 ///
