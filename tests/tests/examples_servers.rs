@@ -5,9 +5,11 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, UdpSocket};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
+
+use tulipa_tests::Running;
 
 const EXAMPLES: [&str; 3] = ["stream_echo", "chat", "udp_echo"];
 
@@ -22,54 +24,38 @@ fn example(name: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("cargo reported no executable for example {name}"))
 }
 
-/// A server example started on port 0; its first stdout line names the address.
+/// A server example started on port 0; its first stdout line names the address. Every read
+/// of its output waits at most [`BOUND`] (a reader thread; see [`Running`]), so an example that
+/// never prints fails the test instead of hanging it; it is killed on drop.
 struct Server {
-    child: Child,
-    out: BufReader<std::process::ChildStdout>,
+    run: Running,
     addr: String,
 }
 
 impl Server {
     fn start(name: &str, prefix: &str) -> Server {
-        let mut child = Command::new(example(name))
-            .args(["--addr", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
-        let mut out = BufReader::new(child.stdout.take().expect("piped"));
-        let mut line = String::new();
-        out.read_line(&mut line).expect("the server's first line");
+        let mut cmd = Command::new(example(name));
+        cmd.args(["--addr", "127.0.0.1:0"]);
+        let run = Running::spawn(cmd, Stdio::null(), BOUND);
+        let line = run
+            .read_until(&format!("{name}'s first line"), |_| true)
+            .pop()
+            .expect("read_until returns the line it waited for");
         let addr = line
             .trim()
             .strip_prefix(prefix)
             .unwrap_or_else(|| panic!("{name} printed {line:?}"))
             .to_owned();
-        Server { child, out, addr }
+        Server { run, addr }
     }
 
     /// SIGINT, then the goodbye line and a clean exit.
     fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap()
-            .success());
-        let mut rest = String::new();
-        self.out.read_to_string(&mut rest).unwrap();
+        self.run.interrupt();
+        let rest = self.run.read_to_end().join("\n");
         assert!(rest.contains("bye"), "goodbye line: {rest:?}");
-        assert!(self.child.wait().unwrap().success());
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        let (status, stderr) = self.run.wait();
+        assert!(status.success(), "{status}; stderr: {stderr}");
     }
 }
 
