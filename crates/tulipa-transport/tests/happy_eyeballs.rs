@@ -21,7 +21,10 @@ impl Protocol for Quiet {
 #[test]
 fn staggered_connect_reaches_the_address_that_listens() {
     run(async {
-        // Listen on IPv4 only; "localhost" usually resolves to ::1 as well, which then refuses.
+        // Listen on IPv4 only; where "localhost" also resolves to ::1, that address refuses.
+        // This only checks the path through a name: the staggering itself is proved, whatever
+        // the resolver answers, by `a_cancelled_staggered_connect_cancels_its_attempts` here and
+        // by `connect::tests::a_stalled_first_address_is_overtaken_after_the_delay`.
         let server = start_server(
             |_r, _w| async { Ok(()) },
             "127.0.0.1",
