@@ -13,7 +13,7 @@
 //! No `RefCell` borrow is held across user code.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fmt;
 use std::os::fd::RawFd;
 use std::panic::{self, AssertUnwindSafe, Location};
@@ -34,6 +34,7 @@ use crate::handle::{
     Repeating, TimerHandle,
 };
 use crate::loop_handle::{LoopHandle, Remote, RemoteJob};
+use crate::ready::{Job, ReadyQueue, Soon};
 use crate::sys;
 use crate::timers::Timers;
 
@@ -43,12 +44,6 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 const SLOW_CALLBACK: Duration = Duration::from_millis(100);
 
 type CloseHook = Box<dyn FnOnce(&EventLoop)>;
-
-/// A ready-queue entry: 16 bytes (two variants let the compiler hide the tag in a niche).
-pub(crate) enum Job {
-    Cb(Rc<dyn Callback>),
-    Task(Runnable),
-}
 
 #[derive(Default)]
 struct FdSlot {
@@ -68,10 +63,17 @@ enum State {
     Closed,
 }
 
+/// What [`Core::run_job`] ran, for the slow-callback warning of debug mode.
+enum Ran {
+    Cell(Rc<dyn Callback>),
+    Soon(&'static Location<'static>),
+    Task,
+}
+
 pub(crate) struct Core {
     pub(crate) id: u64,
     pub(crate) clock: Clock,
-    pub(crate) ready: RefCell<VecDeque<Job>>,
+    pub(crate) ready: RefCell<ReadyQueue>,
     timers: RefCell<Timers>,
     io: RefCell<HashMap<RawFd, FdSlot>>,
     poller: RefCell<Option<Arc<Poller>>>,
@@ -217,7 +219,7 @@ impl EventLoop {
             core: Rc::new(Core {
                 id,
                 clock,
-                ready: RefCell::new(VecDeque::with_capacity(64)),
+                ready: RefCell::new(ReadyQueue::with_capacity(64)),
                 timers: RefCell::new(Timers::new()),
                 io: RefCell::new(HashMap::new()),
                 remote: Arc::new(Remote::new(id, poller.clone())),
@@ -266,9 +268,13 @@ impl EventLoop {
     #[track_caller]
     pub fn call_soon(&self, f: impl FnOnce() + 'static) -> Result<Handle> {
         self.check_open()?;
-        let cb = Once::new(f, Location::caller(), (), Kind::Callback);
-        self.core.ready.borrow_mut().push_back(Job::Cb(cb.clone()));
-        Ok(Handle::new(cb))
+        let location = Location::caller();
+        let seq = self
+            .core
+            .ready
+            .borrow_mut()
+            .push_back(Job::Soon(Soon::boxed(f, location)));
+        Ok(Handle::soon(Rc::downgrade(&self.core), seq, location))
     }
 
     /// Schedules `f` to run once `delay` has passed.
@@ -772,9 +778,9 @@ impl Core {
         {
             // No user code runs while both are borrowed: cancelled cells hold no closure.
             let mut ready = self.ready.borrow_mut();
-            self.timers
-                .borrow_mut()
-                .drain_due(now, |cb| ready.push_back(Job::Cb(cb)));
+            self.timers.borrow_mut().drain_due(now, |cb| {
+                ready.push_back(Job::Cb(cb));
+            });
         }
         // Run only what is ready now; callbacks scheduled by these run on the next iteration.
         let n = self.ready.borrow().len();
@@ -920,7 +926,7 @@ impl Core {
     fn run_job(self: &Rc<Self>, job: Job) {
         let started = self.debug.get().then(Instant::now);
         // The header is read (for logs) only when the callback panics or runs slow in debug mode.
-        let cell = match job {
+        let ran = match job {
             Job::Cb(cb) => {
                 if !take_for_run(&*cb) {
                     return;
@@ -929,21 +935,33 @@ impl Core {
                     let (kind, location) = describe(&*cb);
                     self.report_panic(&kind.to_string(), Some(location), &*p);
                 }
-                Some(cb)
+                Ran::Cell(cb)
             }
+            Job::Soon(cb) => {
+                let location = cb.location();
+                if let Err(p) = panic::catch_unwind(AssertUnwindSafe(move || cb.run())) {
+                    self.report_panic(&Kind::Callback.to_string(), Some(location), &*p);
+                }
+                Ran::Soon(location)
+            }
+            Job::Cancelled => return,
             Job::Task(r) => {
                 if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| r.run())) {
                     self.report_panic("task", None, &*p);
                 }
-                None
+                Ran::Task
             }
         };
         if let Some(started) = started {
             let took = started.elapsed();
             if took >= self.slow.get() {
-                let (what, location) = match cell.as_deref().map(describe) {
-                    Some((kind, location)) => (kind.to_string(), location.to_string()),
-                    None => ("task step".to_owned(), "-".to_owned()),
+                let (what, location) = match ran {
+                    Ran::Cell(cb) => {
+                        let (kind, location) = describe(&*cb);
+                        (kind.to_string(), location.to_string())
+                    }
+                    Ran::Soon(location) => (Kind::Callback.to_string(), location.to_string()),
+                    Ran::Task => ("task step".to_owned(), "-".to_owned()),
                 };
                 tracing::warn!(
                     loop_id = self.id,
@@ -1003,7 +1021,7 @@ impl Core {
         self.poller.borrow_mut().take();
         self.remote.close();
         let timers = self.timers.borrow_mut().clear();
-        let ready = std::mem::take(&mut *self.ready.borrow_mut());
+        let ready = self.ready.borrow_mut().take_all();
         let hooks = std::mem::take(&mut *self.close_hooks.borrow_mut());
         // Every borrow is released: dropping closures may run arbitrary code.
         drop(signals);

@@ -1,14 +1,16 @@
 //! Callback handles: what `call_soon`, `call_later` and friends return (PEP 3156 "The Handle Class").
 //!
-//! A scheduled callback lives in one reference-counted cell shared by the loop's queue and the
-//! [`Handle`] given to the caller: one allocation per callback. Cancelling sets a flag and drops the
-//! closure at once, so whatever it captured is freed even while the cell still sits in a queue.
-//! The loop skips cancelled cells when it meets them.
+//! A timer, fd, signal, repeating or threadsafe callback lives in one reference-counted cell
+//! shared by the loop's queues and the [`Handle`] given to the caller: one allocation per
+//! callback. Cancelling sets a flag and drops the closure at once, so whatever it captured is
+//! freed even while the cell still sits in a queue. The loop skips cancelled cells when it meets
+//! them. A `call_soon` callback is owned by the ready queue alone, and its handle finds it there
+//! by sequence number (see `ready.rs`): no shared cell, one small allocation.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe, Location};
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::time::Instant;
 
 /// The timer queue's cancellation counts, shared with its timer cells (see `timers.rs`).
@@ -341,36 +343,140 @@ impl<F: FnMut() + 'static> Callback for Repeating<F> {
 /// [`ThreadsafeHandle`](crate::ThreadsafeHandle) from other threads.
 #[derive(Clone)]
 pub struct Handle {
-    pub(crate) cb: Rc<dyn Callback>,
+    repr: Repr,
+}
+
+#[derive(Clone)]
+enum Repr {
+    /// A cell shared with the loop's queues.
+    Cell(Rc<dyn Callback>),
+    /// A `call_soon` callback in the ready queue.
+    Soon(SoonHandle),
+}
+
+/// What a `call_soon` handle keeps: where its callback sits in the ready queue, and the
+/// cancelled flag, which is the handle's own until it is first cloned and then shared with its
+/// clones (allocated on that first clone only: most handles are dropped unused).
+pub(crate) struct SoonHandle {
+    core: Weak<crate::event_loop::Core>,
+    seq: u64,
+    location: &'static Location<'static>,
+    own: Cell<bool>,
+    shared: Cell<Option<Rc<Cell<bool>>>>,
+}
+
+impl SoonHandle {
+    /// The flag shared with clones, made on first use from the handle's own.
+    fn shared_flag(&self) -> Rc<Cell<bool>> {
+        let flag = self
+            .shared
+            .take()
+            .unwrap_or_else(|| Rc::new(Cell::new(self.own.get())));
+        self.shared.set(Some(flag.clone()));
+        flag
+    }
+
+    fn cancelled(&self) -> bool {
+        match self.shared.take() {
+            Some(flag) => {
+                let c = flag.get();
+                self.shared.set(Some(flag));
+                c
+            }
+            None => self.own.get(),
+        }
+    }
+
+    fn cancel(&self) {
+        self.own.set(true);
+        if let Some(flag) = self.shared.take() {
+            flag.set(true);
+            self.shared.set(Some(flag));
+        }
+        if let Some(core) = self.core.upgrade() {
+            let taken = core.ready.borrow_mut().cancel_soon(self.seq);
+            // Dropped with no borrow held: the closure's captures may run any code.
+            drop(taken);
+        }
+    }
+}
+
+impl Clone for SoonHandle {
+    fn clone(&self) -> Self {
+        SoonHandle {
+            core: self.core.clone(),
+            seq: self.seq,
+            location: self.location,
+            own: Cell::new(self.own.get()),
+            shared: Cell::new(Some(self.shared_flag())),
+        }
+    }
 }
 
 impl Handle {
     pub(crate) fn new(cb: Rc<dyn Callback>) -> Self {
-        Handle { cb }
+        Handle {
+            repr: Repr::Cell(cb),
+        }
+    }
+
+    /// The handle of a `call_soon` callback queued with sequence number `seq`.
+    pub(crate) fn soon(
+        core: Weak<crate::event_loop::Core>,
+        seq: u64,
+        location: &'static Location<'static>,
+    ) -> Self {
+        Handle {
+            repr: Repr::Soon(SoonHandle {
+                core,
+                seq,
+                location,
+                own: Cell::new(false),
+                shared: Cell::new(None),
+            }),
+        }
     }
 
     /// Cancels the callback: it will not run (again). Idempotent; cancelling a callback that has
-    /// already run does nothing. The closure is dropped at once.
+    /// already run does nothing to it (the handle still reports [`cancelled`](Handle::cancelled),
+    /// as asyncio's does). The closure is dropped at once.
     pub fn cancel(&self) {
-        cancel(&*self.cb);
+        match &self.repr {
+            Repr::Cell(cb) => cancel(&**cb),
+            Repr::Soon(h) => h.cancel(),
+        }
     }
 
-    /// True once [`cancel`](Handle::cancel) was called (or a repeating callback stopped by a panic
-    /// is not reported as cancelled: only an explicit cancel is).
+    /// True once [`cancel`](Handle::cancel) was called on this handle or a clone of it (a
+    /// repeating callback stopped by a panic is not reported as cancelled: only an explicit
+    /// cancel is).
     pub fn cancelled(&self) -> bool {
-        is_cancelled(&*self.cb)
+        match &self.repr {
+            Repr::Cell(cb) => is_cancelled(&**cb),
+            Repr::Soon(h) => h.cancelled(),
+        }
     }
 
     /// Where the callback was scheduled (the caller of `call_soon`, `call_later`, …).
     pub fn scheduled_at(&self) -> &'static Location<'static> {
-        self.cb.header().location
+        match &self.repr {
+            Repr::Cell(cb) => cb.header().location,
+            Repr::Soon(h) => h.location,
+        }
+    }
+
+    fn kind(&self) -> Kind {
+        match &self.repr {
+            Repr::Cell(cb) => cb.header().kind(),
+            Repr::Soon(_) => Kind::Callback,
+        }
     }
 }
 
 impl fmt::Debug for Handle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Handle")
-            .field("kind", &format_args!("{}", self.cb.header().kind()))
+            .field("kind", &format_args!("{}", self.kind()))
             .field("cancelled", &self.cancelled())
             .field("scheduled_at", &format_args!("{}", self.scheduled_at()))
             .finish()

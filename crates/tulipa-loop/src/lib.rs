@@ -63,6 +63,7 @@ mod exception;
 mod handle;
 mod loop_handle;
 pub mod policy;
+mod ready;
 pub mod rt;
 mod sys;
 mod timers;

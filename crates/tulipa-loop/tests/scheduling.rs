@@ -315,6 +315,84 @@ fn clones_of_a_handle_share_the_cancellation() {
 }
 
 #[test]
+fn every_clone_sees_a_cancel_before_and_after_the_run() {
+    let lp = EventLoop::new_virtual().unwrap();
+    let ran = Rc::new(Cell::new(0));
+    let r = ran.clone();
+    let a = lp.call_soon(move || r.set(r.get() + 1)).unwrap();
+    let b = a.clone();
+    let c = b.clone();
+    assert!(!a.cancelled() && !b.cancelled() && !c.cancelled());
+    c.cancel();
+    assert!(a.cancelled() && b.cancelled(), "a clone's cancel is everyone's");
+    let d = a.clone();
+    assert!(d.cancelled(), "a clone of a cancelled handle is cancelled");
+    // After the run: a cancel of a callback that ran changes nothing but the handles' flag.
+    let r = ran.clone();
+    let e = lp.call_soon(move || r.set(r.get() + 1)).unwrap();
+    let f = e.clone();
+    lp.stop();
+    lp.run_forever().unwrap();
+    assert_eq!(ran.get(), 1, "only the second callback ran");
+    f.cancel();
+    assert!(e.cancelled(), "asyncio's cancel after the run still marks the handle");
+    lp.close().unwrap();
+}
+
+#[test]
+fn a_callback_may_cancel_its_own_handle_and_handles_outlive_the_loop() {
+    let lp = EventLoop::new_virtual().unwrap();
+    let me: Rc<RefCell<Option<tulipa_loop::Handle>>> = Rc::new(RefCell::new(None));
+    let m = me.clone();
+    let h = lp
+        .call_soon(move || m.borrow().as_ref().expect("set before the run").cancel())
+        .unwrap();
+    *me.borrow_mut() = Some(h.clone());
+    lp.stop();
+    lp.run_forever().unwrap();
+    assert!(h.cancelled());
+    me.borrow_mut().take();
+    // Pending when the loop closes, cancelled after it closed, and after it was dropped.
+    let pending = lp.call_soon(|| panic!("never runs")).unwrap();
+    lp.close().unwrap();
+    pending.cancel();
+    assert!(pending.cancelled());
+    let lp = EventLoop::new_virtual().unwrap();
+    let orphan = lp.call_soon(|| panic!("never runs")).unwrap();
+    drop(lp);
+    orphan.cancel();
+    assert!(orphan.cancelled());
+}
+
+#[test]
+fn a_cancelled_closure_may_schedule_from_its_destructor() {
+    // Dropping what a cancelled callback captured runs user code, which may use the loop.
+    struct Reschedule(EventLoop, Rc<Cell<bool>>);
+    impl Drop for Reschedule {
+        fn drop(&mut self) {
+            let ran = self.1.clone();
+            self.0.call_soon(move || ran.set(true)).unwrap();
+        }
+    }
+    let lp = EventLoop::new_virtual().unwrap();
+    let ran = Rc::new(Cell::new(false));
+    let guard = Reschedule(lp.clone(), ran.clone());
+    let h = lp
+        .call_soon(move || {
+            let _ = &guard;
+            panic!("cancelled, never runs")
+        })
+        .unwrap();
+    h.cancel();
+    assert_eq!(lp.stats().ready, 2, "the cancelled entry's mark and the new callback");
+    lp.stop();
+    lp.run_forever().unwrap();
+    assert!(ran.get());
+    assert_eq!(lp.stats().ready, 0);
+    lp.close().unwrap();
+}
+
+#[test]
 fn dropping_a_handle_does_not_cancel() {
     let lp = EventLoop::new().unwrap();
     let ran = Rc::new(Cell::new(false));
