@@ -119,12 +119,13 @@ pub struct Server {
 }
 
 /// Listens on every address `host` resolves to, port `port` (0: a free port, the same for all
-/// sockets is not guaranteed), and attaches a protocol made by `factory` to each accepted
+/// sockets is not guaranteed for a named host), and attaches a protocol made by `factory` to each accepted
 /// connection (asyncio's `create_server`).
 ///
 /// An empty `host` (asyncio's `None` or `""`) means every interface: one socket on `0.0.0.0`
 /// and, where the system has IPv6, one on `::` (with `IPV6_V6ONLY`, as asyncio), both on the
-/// same port (with port 0, the one the kernel picked for the first).
+/// same port (with port 0, the one the kernel picked for the first; when that port is taken for
+/// IPv6, both sockets are made again on a fresh port, up to 8 times in all).
 ///
 /// # Cancel safety
 ///
@@ -133,7 +134,8 @@ pub struct Server {
 /// # Errors
 ///
 /// [`Error::Resolve`]; [`Error::Io`] for bind or listen failures, for example
-/// `AddrInUse` when the port is taken.
+/// `AddrInUse` when the port is taken (with an empty host and port 0: when every attempt found
+/// its port taken for IPv6).
 pub async fn create_server(
     factory: impl ProtocolFactory,
     host: &str,
@@ -171,37 +173,76 @@ pub async fn create_server(
     Ok(server)
 }
 
-/// The sockets of a server on every interface: `0.0.0.0`, then `::` unless the system has no
-/// IPv6.
+/// How many fresh port-0 pairs [`create_server`] with an empty host and port 0 tries before it
+/// gives up: each try binds `0.0.0.0:0`, then `[::]` on the port the kernel picked, and starts
+/// over when another socket holds that port for IPv6.
+const ALL_INTERFACES_PORT_ATTEMPTS: usize = 8;
+
+/// The sockets of a server on every interface: `0.0.0.0`, then `::` on the same port unless
+/// the system has no IPv6.
 fn listen_all_interfaces(port: u16, o: &ServerOptions) -> Result<Vec<Socket>> {
-    let v4 = listen_socket(SocketAddr::from(([0, 0, 0, 0], port)), o)?;
-    let chosen = match port {
-        0 => v4
-            .local_addr()
-            .ok()
-            .and_then(|a| a.as_socket())
-            .map_or(0, |a| a.port()),
-        p => p,
-    };
-    let mut sockets = vec![v4];
+    listen_all_interfaces_with(port, o, listen_socket)
+}
+
+/// [`listen_all_interfaces`] with the function that makes one listening socket (a test makes
+/// the IPv6 port taken through it).
+fn listen_all_interfaces_with(
+    port: u16,
+    o: &ServerOptions,
+    mut listen: impl FnMut(SocketAddr, &ServerOptions) -> Result<Socket>,
+) -> Result<Vec<Socket>> {
     let any6 = |port| SocketAddr::from(([0u16; 8], port));
-    match listen_socket(any6(chosen), o) {
-        Ok(s) => sockets.push(s),
-        Err(e)
-            if matches!(
-                e.io_kind(),
-                Some(io::ErrorKind::Unsupported | io::ErrorKind::AddrNotAvailable)
-            ) =>
-        {
-            tracing::debug!(error = %e, "no IPv6: listening on 0.0.0.0 only");
+    let mut attempt = 1;
+    loop {
+        let v4 = listen(SocketAddr::from(([0, 0, 0, 0], port)), o)?;
+        let chosen = match port {
+            0 => v4
+                .local_addr()
+                .map_err(|e| Error::io("local address of 0.0.0.0:0", e))?
+                .as_socket()
+                .map_or(0, |a| a.port()),
+            p => p,
+        };
+        match listen(any6(chosen), o) {
+            Ok(v6) => return Ok(vec![v4, v6]),
+            Err(e) if no_ipv6(&e) => {
+                tracing::debug!(error = %e, "no IPv6: listening on 0.0.0.0 only");
+                return Ok(vec![v4]);
+            }
+            // The port the kernel gave the IPv4 socket is taken for IPv6: start over with a
+            // fresh pair, so that both sockets share one port as documented.
+            Err(e)
+                if port == 0
+                    && e.io_kind() == Some(io::ErrorKind::AddrInUse)
+                    && attempt < ALL_INTERFACES_PORT_ATTEMPTS =>
+            {
+                tracing::debug!(
+                    port = chosen,
+                    attempt,
+                    error = %e,
+                    "port taken for IPv6; retrying with another port for both families"
+                );
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
         }
-        // The port the kernel gave the IPv4 socket is taken for IPv6: any other will do.
-        Err(e) if port == 0 && e.io_kind() == Some(io::ErrorKind::AddrInUse) => {
-            sockets.push(listen_socket(any6(0), o)?);
-        }
-        Err(e) => return Err(e),
     }
-    Ok(sockets)
+}
+
+/// True when `e`, from making or binding an IPv6 socket, says the system has no IPv6: the
+/// family or protocol is not supported (`EAFNOSUPPORT`, `EPROTONOSUPPORT`, which std reports
+/// with no specific kind) or `::` is not available (`EADDRNOTAVAIL`).
+fn no_ipv6(e: &Error) -> bool {
+    let Error::Io { source, .. } = e else {
+        return false;
+    };
+    matches!(
+        source.raw_os_error(),
+        Some(libc::EAFNOSUPPORT | libc::EPROTONOSUPPORT | libc::EADDRNOTAVAIL)
+    ) || matches!(
+        source.kind(),
+        io::ErrorKind::Unsupported | io::ErrorKind::AddrNotAvailable
+    )
 }
 
 fn listen_socket(addr: SocketAddr, o: &ServerOptions) -> Result<Socket> {
@@ -428,8 +469,12 @@ fn check_closed(st: &State) {
 
 /// Wraps the protocol of an accepted connection to count it as active until its
 /// `connection_lost` has run (asyncio's `Server._attach` / `_detach`). The count goes down when
-/// `connection_lost` returns, or when the protocol is dropped without one (a loop closed under
-/// the connection), so `wait_closed` cannot wait for a connection that is gone.
+/// `connection_lost` returns (also when it panics), or when the protocol is dropped without
+/// one, which happens only when the transport itself is freed first (for example when a
+/// closing loop drops the pending `connection_made` callback). A connection that loses its
+/// socket after its loop closed gets no `connection_lost`: the transport releases the socket
+/// but keeps the protocol, so the connection stays counted for as long as the protocol holds
+/// its transport; no `wait_closed` can run on a closed loop anyway.
 struct Attached {
     protocol: Box<dyn crate::protocol::Protocol>,
     server: Option<Weak<State>>,
@@ -666,6 +711,88 @@ mod tests {
             self.0 = None;
             self.1.set(self.1.get() + 1);
         }
+    }
+
+    fn port_of(s: &Socket) -> u16 {
+        s.local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .map_or(0, |a| a.port())
+    }
+
+    #[test]
+    fn a_missing_address_family_means_no_ipv6() {
+        // std gives EAFNOSUPPORT and EPROTONOSUPPORT no specific kind: the raw code tells.
+        for code in [
+            libc::EAFNOSUPPORT,
+            libc::EPROTONOSUPPORT,
+            libc::EADDRNOTAVAIL,
+        ] {
+            let e = Error::io("socket for [::]:0", io::Error::from_raw_os_error(code));
+            assert!(no_ipv6(&e), "{e}");
+        }
+        for code in [libc::EADDRINUSE, libc::EACCES] {
+            let e = Error::io("bind to [::]:80", io::Error::from_raw_os_error(code));
+            assert!(!no_ipv6(&e), "{e}");
+        }
+        assert!(!no_ipv6(&Error::Closed));
+    }
+
+    #[test]
+    fn every_interface_without_ipv6_is_0_0_0_0_alone() {
+        // As a kernel without IPv6 answers `socket(AF_INET6, …)`.
+        let sockets = listen_all_interfaces_with(0, &ServerOptions::default(), |addr, o| {
+            if addr.is_ipv6() {
+                let e = io::Error::from_raw_os_error(libc::EAFNOSUPPORT);
+                return Err(Error::io(format!("socket for {addr}"), e));
+            }
+            listen_socket(addr, o)
+        })
+        .expect("listening on 0.0.0.0 is enough");
+        assert_eq!(sockets.len(), 1);
+        let addr = sockets[0].local_addr().ok().and_then(|a| a.as_socket());
+        assert!(
+            addr.is_some_and(|a| a.is_ipv4() && a.port() != 0),
+            "{addr:?}"
+        );
+    }
+
+    #[test]
+    fn every_interface_on_port_0_keeps_one_port_when_the_first_is_taken_for_ipv6() {
+        // The first port the kernel gives 0.0.0.0 is taken for IPv6 by another socket (bound
+        // without SO_REUSEADDR, so the bind conflicts): both sockets start over elsewhere.
+        let mut blockers = Vec::new();
+        let mut v6_binds = 0;
+        let sockets = listen_all_interfaces_with(0, &ServerOptions::default(), |addr, o| {
+            if addr.is_ipv6() {
+                v6_binds += 1;
+                if v6_binds == 1 {
+                    let b = Socket::new(Domain::IPV6, Type::STREAM, None)
+                        .map_err(|e| Error::io("blocker", e))?;
+                    b.set_only_v6(true).map_err(|e| Error::io("blocker", e))?;
+                    b.bind(&SockAddr::from(addr))
+                        .map_err(|e| Error::io("blocker", e))?;
+                    blockers.push(b);
+                }
+            }
+            listen_socket(addr, o)
+        });
+        let sockets = match sockets {
+            Err(e) if no_ipv6(&e) || e.to_string().starts_with("blocker") => {
+                println!("skipped: no IPv6 here ({e})");
+                return;
+            }
+            r => r.expect("a pair on one port"),
+        };
+        assert_eq!(sockets.len(), 2, "one socket per family");
+        assert_eq!(v6_binds, 2, "the taken port was given up once");
+        let blocked = port_of(&blockers[0]);
+        assert_eq!(
+            port_of(&sockets[0]),
+            port_of(&sockets[1]),
+            "one port for both"
+        );
+        assert_ne!(port_of(&sockets[1]), blocked, "not the taken port");
     }
 
     #[test]
