@@ -48,7 +48,9 @@ pub struct ConnectOptions {
 ///
 /// Cancel-safe: a cancelled connect closes the half-made socket and returns `Err(Cancelled)`.
 /// If the protocol was already made, its transport is aborted: the protocol gets
-/// `connection_made` then `connection_lost(None)`, and the connection does not stay open.
+/// `connection_made` then `connection_lost(None)`, and the connection does not stay open. The
+/// same holds when the future is dropped before it returned (the task aborted, a `select` or
+/// timeout from another runtime), also during the TLS handshake.
 ///
 /// # Errors
 ///
@@ -191,9 +193,9 @@ fn combine(host: &str, port: u16, mut errors: Vec<Error>) -> Error {
 ///
 /// # Cancel safety
 ///
-/// The socket is taken either way. Cancelled before the protocol's `connection_made` has run,
-/// the transport is aborted: the protocol still gets `connection_made`, then
-/// `connection_lost(None)`, and the socket is closed; nothing was read from or written to it.
+/// The socket is taken either way. Cancelled (or dropped) before it returned, the transport
+/// is aborted: the protocol still gets `connection_made`, then `connection_lost(None)`, and
+/// the socket is closed; nothing was read from or written to it.
 ///
 /// # Errors
 ///
@@ -223,15 +225,13 @@ async fn attach(
             .unwrap_or(crate::tls::HANDSHAKE_TIMEOUT);
         let (proto, st) = crate::tls::client(lp, cfg.clone(), name, protocol, limit)?;
         let (t, made) = Transport::from_socket(lp, sock, Box::new(proto))?;
-        until_made(&t, made).await?;
-        // A failed or cancelled handshake leaves nobody holding the socket: abort it.
-        return match crate::tls::handshake(st, &t).await {
-            Ok(tls) => Ok(tls),
-            Err(e) => {
-                t.abort();
-                Err(e)
-            }
-        };
+        // A failed, cancelled or dropped wait (for connection_made, then for the handshake)
+        // leaves nobody holding the socket: the guard aborts it.
+        let guard = AbortUnlessDone::new(&t);
+        made.await?;
+        let tls = crate::tls::handshake(st, &t).await?;
+        guard.disarm();
+        return Ok(tls);
     }
     let _ = (options, host);
     let (t, made) = Transport::from_socket(lp, sock, protocol)?;
@@ -240,15 +240,45 @@ async fn attach(
 }
 
 /// Waits for the protocol's `connection_made`. When the wait fails (the connecting task was
-/// cancelled), nobody will ever hold the transport: it is aborted, so that the connection does
-/// not stay open with a protocol no one can reach (asyncio's `create_connection` closes its
-/// transport the same way).
+/// cancelled) or is dropped unfinished (the task was aborted, a `select` or timeout outside
+/// Tulipa dropped the connect), nobody will ever hold the transport: it is aborted, so that the
+/// connection does not stay open with a protocol no one can reach (asyncio's
+/// `create_connection` closes its transport the same way).
 pub(crate) async fn until_made(t: &Transport, made: TaskFuture<()>) -> Result<()> {
-    if let Err(e) = made.await {
-        t.abort();
-        return Err(e.into());
-    }
+    let guard = AbortUnlessDone::new(t);
+    made.await?;
+    guard.disarm();
     Ok(())
+}
+
+/// Owns a transport that a connect has not handed to its caller yet, and aborts it when
+/// dropped before [`disarm`](AbortUnlessDone::disarm): on an error returned with `?` and when
+/// the connecting future itself is dropped mid-await. The abort still lets the scheduled
+/// `connection_made` run, then `connection_lost(None)` takes the protocol out of the
+/// transport, which breaks the protocol <-> transport cycle and closes the socket.
+struct AbortUnlessDone(Option<Transport>);
+
+impl AbortUnlessDone {
+    fn new(t: &Transport) -> AbortUnlessDone {
+        AbortUnlessDone(Some(t.clone()))
+    }
+
+    /// The transport reached its caller: keep it open.
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for AbortUnlessDone {
+    fn drop(&mut self) {
+        if let Some(t) = self.0.take() {
+            tracing::debug!(
+                transport = ?t,
+                "connect abandoned before it returned its transport; aborting it"
+            );
+            t.abort();
+        }
+    }
 }
 
 /// A non-blocking connect to one address.

@@ -3,7 +3,8 @@
 //! Alone in its own test binary on purpose: it counts the entries of `/proc/self/fd`, which
 //! other tests running in parallel threads of the same process would disturb; its tests take
 //! turns through [`SERIAL`]. Clean closes and aborts, and the failure paths: refused connects,
-//! a taken port, resets, a peer vanishing mid-write, cancelled connects, Unix sockets, UDP.
+//! a taken port, resets, a peer vanishing mid-write, cancelled and dropped connects, Unix
+//! sockets, UDP.
 
 mod common;
 
@@ -308,6 +309,40 @@ fn cancelled_connects_leave_no_fd_behind() {
             assert!(matches!(&r, Err(e) if e.is_cancelled()), "{r:?}");
         }
         back_to(before, "after 10 cancelled connects").await
+    });
+}
+
+#[test]
+fn connects_dropped_before_connection_made_leave_no_fd_behind() {
+    let Some(_serial) = serial() else { return };
+    run(async move {
+        let server = create_server(
+            || Rec::new(&Log::new()),
+            "127.0.0.1",
+            0,
+            ServerOptions::default(),
+        )
+        .await?;
+        let port = server.local_addr().unwrap().port();
+        let before = open_fds();
+        for _ in 0..10 {
+            let connecting: Task<()> = spawn(async move {
+                // The TCP connect is done when the factory runs; the task aborts itself there,
+                // so its future is dropped before the protocol's connection_made has run.
+                let factory = || {
+                    tulipa_futures::current_task().unwrap().abort();
+                    Rec::new(&Log::new())
+                };
+                create_connection(factory, "127.0.0.1", port, ConnectOptions::default()).await?;
+                Ok(())
+            })?;
+            let r = connecting.clone().await;
+            assert!(matches!(&r, Err(e) if e.is_cancelled()), "{r:?}");
+        }
+        // Client sockets, and the server's accepted ones once they read EOF.
+        back_to(before, "after 10 connects dropped before connection_made").await?;
+        server.close();
+        Ok(())
     });
 }
 
