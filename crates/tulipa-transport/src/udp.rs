@@ -49,7 +49,8 @@ pub struct DatagramOptions {
     /// Connect to this peer: `sendto` may then omit the address, and only its datagrams arrive.
     /// Each address the name resolves to is tried in turn (those of `local_addr`'s family
     /// only, when it is set) until a socket binds and connects; the errors of all are reported
-    /// if none does.
+    /// if none does (a single error as it is, with its kind). A `local_addr` that does not bind
+    /// ends the attempts at once, with that error.
     pub remote_addr: Option<(String, u16)>,
     /// `SO_REUSEPORT`.
     pub reuse_port: bool,
@@ -105,44 +106,13 @@ pub async fn create_datagram_endpoint<P: DatagramProtocol>(
         flow.set_limits(Some(high), None)?;
     }
     let (sock, remote) = match &options.remote_addr {
-        None => (open_socket(options.local_addr, None, &options)?, None),
+        None => (
+            open_socket(options.local_addr, None, &options).map_err(|f| f.error)?,
+            None,
+        ),
         Some((host, port)) => {
-            let mut errors = Vec::new();
-            let mut opened = None;
             let candidates = getaddrinfo(host, *port).await?;
-            for r in candidates {
-                if options
-                    .local_addr
-                    .is_some_and(|l| l.is_ipv4() != r.is_ipv4())
-                {
-                    continue;
-                }
-                match open_socket(options.local_addr, Some(r), &options) {
-                    Ok(sock) => {
-                        opened = Some((sock, Some(r)));
-                        break;
-                    }
-                    Err(e) => errors.push(e.to_string()),
-                }
-            }
-            match opened {
-                Some(o) => o,
-                None if errors.is_empty() => {
-                    return Err(Error::io(
-                        format!("connect to {host}:{port} (datagram endpoint)"),
-                        io::Error::new(
-                            io::ErrorKind::InvalidInput,
-                            "no address of the local address's family",
-                        ),
-                    ))
-                }
-                None => {
-                    return Err(Error::io(
-                        format!("connect to {host}:{port} (datagram endpoint)"),
-                        io::Error::other(errors.join("; ")),
-                    ))
-                }
-            }
+            connect_first(host, *port, candidates, &options)?
         }
     };
     let udp: UdpSocket = sock.into();
@@ -169,13 +139,90 @@ pub async fn create_datagram_endpoint<P: DatagramProtocol>(
     Ok(t)
 }
 
+/// The first socket that binds and connects to one of `candidates` (those of `local_addr`'s
+/// family only, when it is set), with the address it connected to. A failure to bind the given
+/// `local_addr` ends the search at once: every candidate would bind it the same way.
+///
+/// # Errors
+///
+/// The one error, unchanged, when a single candidate was tried; otherwise an error of the kind
+/// they all share (`Other` when they differ) that lists them all; `InvalidInput` when no
+/// candidate is of the local address's family.
+fn connect_first(
+    host: &str,
+    port: u16,
+    candidates: Vec<SocketAddr>,
+    options: &DatagramOptions,
+) -> Result<(Socket, Option<SocketAddr>)> {
+    let mut errors = Vec::new();
+    for r in candidates {
+        if options
+            .local_addr
+            .is_some_and(|l| l.is_ipv4() != r.is_ipv4())
+        {
+            continue;
+        }
+        match open_socket(options.local_addr, Some(r), options) {
+            Ok(sock) => return Ok((sock, Some(r))),
+            Err(f) if f.binding && options.local_addr.is_some() => {
+                tracing::debug!(error = %f.error, "datagram endpoint: the local address does not bind");
+                errors.push(f.error);
+                break;
+            }
+            Err(f) => {
+                tracing::debug!(remote = %r, error = %f.error, "datagram endpoint: trying the next address");
+                errors.push(f.error);
+            }
+        }
+    }
+    let op = || format!("connect to {host}:{port} (datagram endpoint)");
+    let kinds: Vec<_> = errors.iter().map(Error::io_kind).collect();
+    match errors.len() {
+        0 => Err(Error::io(
+            op(),
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no address of the local address's family",
+            ),
+        )),
+        1 => Err(errors.remove(0)),
+        _ => {
+            let kind = match kinds[0] {
+                Some(k) if kinds.iter().all(|x| *x == Some(k)) => k,
+                _ => io::ErrorKind::Other,
+            };
+            let all = errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            Err(Error::io(op(), io::Error::new(kind, all)))
+        }
+    }
+}
+
+/// Why [`open_socket`] failed, and whether it was the `bind`.
+struct OpenFailed {
+    error: Error,
+    binding: bool,
+}
+
+impl From<Error> for OpenFailed {
+    fn from(error: Error) -> Self {
+        OpenFailed {
+            error,
+            binding: false,
+        }
+    }
+}
+
 /// A socket bound to `local` (or the wildcard address of `remote`'s family) and connected to
 /// `remote`, if given.
 fn open_socket(
     local: Option<SocketAddr>,
     remote: Option<SocketAddr>,
     options: &DatagramOptions,
-) -> Result<Socket> {
+) -> Result<Socket, OpenFailed> {
     let local = local.or_else(|| {
         remote.map(|r| match r {
             SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
@@ -203,8 +250,10 @@ fn open_socket(
             .map_err(|e| Error::io(op("SO_BROADCAST"), e))?;
     }
     if let Some(l) = local {
-        sock.bind(&SockAddr::from(l))
-            .map_err(|e| Error::io(format!("bind to {l}"), e))?;
+        sock.bind(&SockAddr::from(l)).map_err(|e| OpenFailed {
+            error: Error::io(format!("bind to {l}"), e),
+            binding: true,
+        })?;
     }
     if let Some(r) = remote {
         sock.connect(&SockAddr::from(r))
@@ -485,6 +534,56 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    fn v4(a: [u8; 4], port: u16) -> SocketAddr {
+        SocketAddr::from((a, port))
+    }
+
+    #[test]
+    fn a_local_address_that_does_not_bind_ends_the_attempts_with_its_own_error() {
+        let taken = UdpSocket::bind(v4([127, 0, 0, 1], 0)).expect("bind");
+        let mut o = DatagramOptions::default();
+        o.local_addr = Some(taken.local_addr().expect("addr"));
+        let candidates = vec![v4([127, 0, 0, 1], 9), v4([127, 0, 0, 2], 9)];
+        let Err(err) = connect_first("peers", 9, candidates, &o) else {
+            panic!("the local address is taken");
+        };
+        assert_eq!(err.io_kind(), Some(io::ErrorKind::AddrInUse), "{err}");
+        assert!(
+            err.to_string().starts_with("bind to ") && !err.to_string().contains("127.0.0.2"),
+            "one bind, not one per address: {err}"
+        );
+    }
+
+    #[test]
+    fn failed_connects_keep_their_kind() {
+        // A broadcast address without SO_BROADCAST: the kernel refuses the connect (EACCES).
+        let one = vec![v4([255, 255, 255, 255], 9)];
+        let Err(err) = connect_first("bcast", 9, one, &DatagramOptions::default()) else {
+            panic!("connecting to broadcast needs SO_BROADCAST");
+        };
+        assert_eq!(
+            err.io_kind(),
+            Some(io::ErrorKind::PermissionDenied),
+            "{err}"
+        );
+        assert!(
+            err.to_string().starts_with("connect to 255.255.255.255:9"),
+            "{err}"
+        );
+        // Several failures of one kind: that kind, every failure listed.
+        let two = vec![v4([255, 255, 255, 255], 9), v4([255, 255, 255, 255], 10)];
+        let Err(err) = connect_first("bcast", 9, two, &DatagramOptions::default()) else {
+            panic!("connecting to broadcast needs SO_BROADCAST");
+        };
+        assert_eq!(
+            err.io_kind(),
+            Some(io::ErrorKind::PermissionDenied),
+            "{err}"
+        );
+        let text = err.to_string();
+        assert!(text.contains(":9") && text.contains(":10"), "{text}");
+    }
 
     /// Answers every datagram with one of 100 bytes to `peer`, and records its calls.
     struct Answering {

@@ -307,3 +307,28 @@ fn remote_addr_tries_each_resolved_address_of_the_local_family() {
     })
     .unwrap();
 }
+
+#[test]
+fn a_remote_addr_failure_keeps_its_error_kind() {
+    // The local address is taken: the one attempt fails with AddrInUse, reported as such.
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let err = run(async move {
+        let mut o = DatagramOptions::default();
+        o.local_addr = Some(taken.local_addr().unwrap());
+        o.remote_addr = Some(("127.0.0.1".into(), port));
+        let r = create_datagram_endpoint(
+            || Recorder {
+                log: Rc::default(),
+                arrived: Event::new(),
+                echo: None,
+            },
+            o,
+        )
+        .await;
+        Ok(r.err())
+    })
+    .unwrap()
+    .expect("the local address is taken");
+    assert_eq!(err.io_kind(), Some(std::io::ErrorKind::AddrInUse), "{err}");
+}
