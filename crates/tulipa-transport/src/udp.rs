@@ -542,8 +542,10 @@ mod tests {
     #[test]
     fn a_local_address_that_does_not_bind_ends_the_attempts_with_its_own_error() {
         let taken = UdpSocket::bind(v4([127, 0, 0, 1], 0)).expect("bind");
-        let mut o = DatagramOptions::default();
-        o.local_addr = Some(taken.local_addr().expect("addr"));
+        let o = DatagramOptions {
+            local_addr: Some(taken.local_addr().expect("addr")),
+            ..DatagramOptions::default()
+        };
         let candidates = vec![v4([127, 0, 0, 1], 9), v4([127, 0, 0, 2], 9)];
         let Err(err) = connect_first("peers", 9, candidates, &o) else {
             panic!("the local address is taken");

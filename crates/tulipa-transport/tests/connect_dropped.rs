@@ -11,12 +11,10 @@
 
 mod common;
 
-use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::Duration;
 
 use common::{run, Ev, Log, Rec};
-use tulipa_futures::{current_task, spawn, Task, TaskRef};
+use tulipa_futures::{current_task, spawn, Task};
 use tulipa_transport::{
     connect_socket, create_connection, create_server, ConnectOptions, Server, ServerOptions,
 };
@@ -117,6 +115,11 @@ fn connect_socket_dropped_before_connection_made_closes_the_connection() {
 #[cfg(feature = "tls")]
 #[test]
 fn a_tls_connect_dropped_during_the_handshake_closes_the_connection() {
+    use std::cell::RefCell;
+    use std::time::Duration;
+
+    use tulipa_futures::TaskRef;
+
     run(async {
         // A plain TCP server that never answers the ClientHello: the handshake waits (for an
         // hour, longer than the test's bound), and the server aborts the connecting task when
