@@ -24,7 +24,8 @@ fn addr(path: &Path) -> Result<SockAddr> {
 /// Cancel-safe. Cancelled while connecting, the socket is closed and no protocol is made.
 /// Cancelled once the protocol is made (while its `connection_made` is pending), the transport
 /// is aborted: the protocol gets `connection_made`, then `connection_lost(None)`, and the
-/// connection does not stay open.
+/// connection does not stay open. The same holds when the future is dropped before it returned
+/// (the task aborted, a `select` or timeout from another runtime).
 ///
 /// # Errors
 ///
