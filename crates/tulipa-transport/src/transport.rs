@@ -76,6 +76,9 @@ pub(crate) struct Inner {
     /// Tasks waiting for the write buffer to empty (`StreamWriter`'s `poll_flush`), one waker
     /// per task; woken when it empties or the connection is lost.
     drained: RefCell<Vec<Waker>>,
+    /// Bytes `force_close` dropped from the write buffer (an abort or a fatal error): they never
+    /// reached the kernel, which a `StreamWriter`'s `poll_flush` must not claim they did.
+    discarded: Cell<usize>,
     flow: Flow,
     /// The peer's address: from `accept`, or read on first request.
     peer: OnceCell<Option<SockAddr>>,
@@ -180,6 +183,7 @@ impl Transport {
             writer_on: Cell::new(false),
             buf: RefCell::new(WriteBuf::default()),
             drained: RefCell::new(Vec::new()),
+            discarded: Cell::new(0),
             flow: Flow::default(),
             is_tcp,
         });
@@ -419,6 +423,12 @@ impl Transport {
     /// empty or dropped for good).
     pub(crate) fn is_lost(&self) -> bool {
         self.inner.lost.get()
+    }
+
+    /// How many buffered bytes were dropped, never sent, when the connection was closed at once
+    /// (`abort`, `Server::abort_clients`, a full accept queue, a fatal error); 0 if none were.
+    pub(crate) fn discarded(&self) -> usize {
+        self.inner.discarded.get()
     }
 
     /// The peer's address (asyncio's `get_extra_info('peername')`). Read from the socket on the
@@ -852,6 +862,11 @@ impl Inner {
         }
         {
             let mut buf = self.buf.borrow_mut();
+            let dropped = buf.len();
+            if dropped > 0 {
+                tracing::debug!(fd = self.fd, dropped, "closing at once: buffered bytes dropped");
+                self.discarded.set(dropped);
+            }
             buf.data = Vec::new();
             buf.start = 0;
         }

@@ -205,3 +205,50 @@ fn flush_and_close_report_a_reset() {
         Ok(())
     });
 }
+
+#[test]
+fn flush_and_close_report_bytes_an_abort_dropped() {
+    run(async {
+        let (server, _cr, mut cw, _sr, sw) = stream_pair(DEFAULT_LIMIT, 1024).await?;
+        small_socket_buffers(cw.transport());
+        small_socket_buffers(sw.transport());
+        // The server reads 2 KiB and pauses: most of this stays in our write buffer.
+        cw.write(&pattern(4 << 20))?;
+        assert!(cw.transport().get_write_buffer_size() > 0, "{cw:?}");
+        // A flush already waiting when the abort comes, and flushes and a close after it.
+        let mut waiting_writer = cw.clone();
+        let waiting: Task<Result<(), ErrorKind>> = spawn(async move {
+            Ok(waiting_writer.flush().await.map_err(|e| e.kind()))
+        })?;
+        settle(2).await?;
+        assert!(!waiting.done(), "flush returned with bytes buffered");
+        cw.transport().abort();
+        assert_eq!(waiting.await?, Err(ErrorKind::ConnectionAborted));
+        let err = cw.flush().await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ConnectionAborted, "{err:?}");
+        let err = AsyncWriteExt::close(&mut cw).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ConnectionAborted, "{err:?}");
+        // wait_closed reports the end, not the error (its documented contract).
+        cw.wait_closed().await?;
+        sw.close();
+        server.close();
+        Ok(())
+    });
+}
+
+#[test]
+fn flush_after_an_abort_with_nothing_buffered_is_ok() {
+    run(async {
+        let (server, _cr, mut cw, sr, sw) = stream_pair(DEFAULT_LIMIT, DEFAULT_LIMIT).await?;
+        cw.write(b"hello")?;
+        cw.flush().await?;
+        assert_eq!(sr.readexactly(5).await?, b"hello");
+        // Nothing was dropped: an abort of an empty buffer loses no byte.
+        cw.transport().abort();
+        cw.flush().await?;
+        AsyncWriteExt::close(&mut cw).await?;
+        sw.close();
+        server.close();
+        Ok(())
+    });
+}

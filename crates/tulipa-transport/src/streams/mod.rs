@@ -10,7 +10,8 @@
 //! Both also implement the `futures-io` traits: the reader [`AsyncRead`](futures_io::AsyncRead)
 //! and [`AsyncBufRead`](futures_io::AsyncBufRead), the writer
 //! [`AsyncWrite`](futures_io::AsyncWrite) (whose `poll_flush` waits until every byte is in the
-//! kernel's hands, and `poll_close` until the connection is closed).
+//! kernel's hands, and `poll_close` until the connection is closed; both fail with
+//! `ConnectionAborted` when an abort dropped buffered bytes).
 //!
 //! # Guarantees
 //!

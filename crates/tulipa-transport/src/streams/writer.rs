@@ -77,7 +77,10 @@ impl Drop for Owner {
 /// [`drain`](StreamWriter::drain) does, then buffers the whole slice; `poll_flush` waits until
 /// the write buffer is empty (every byte handed to the kernel); `poll_close` closes the
 /// connection and waits until it is closed, as [`close`](StreamWriter::close) then
-/// [`wait_closed`](StreamWriter::wait_closed).
+/// [`wait_closed`](StreamWriter::wait_closed). Both fail with the connection's error, and with an
+/// I/O error of kind [`ConnectionAborted`](io::ErrorKind::ConnectionAborted) when the connection
+/// was closed at once ([`Transport::abort`], `Server::abort_clients`) with bytes still buffered:
+/// those bytes were dropped, never sent.
 #[derive(Clone)]
 pub struct StreamWriter {
     transport: Transport,
@@ -183,10 +186,28 @@ impl StreamWriter {
             return Poll::Ready(Err(e.into()));
         }
         if self.shared.lost.get() {
-            return Poll::Ready(self.shared.lost_result());
+            return Poll::Ready(self.end_result());
         }
         self.shared.register(cx.waker());
         Poll::Pending
+    }
+
+    /// How the connection ended, once it is lost: its error; else, when it was closed at once
+    /// with bytes still buffered (an abort), an I/O error of kind
+    /// [`ConnectionAborted`](io::ErrorKind::ConnectionAborted), as those bytes were dropped,
+    /// never sent; else `Ok`.
+    fn end_result(&self) -> Result<()> {
+        self.shared.lost_result()?;
+        match self.transport.discarded() {
+            0 => Ok(()),
+            n => Err(Error::io(
+                "flush",
+                io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    format!("the connection was aborted with {n} bytes unsent; they were dropped"),
+                ),
+            )),
+        }
     }
 
     /// Waits until the connection is fully closed.
@@ -257,13 +278,14 @@ impl futures_io::AsyncWrite for StreamWriter {
     }
 
     /// Waits until the write buffer is empty: every byte written is in the kernel's hands. On a
-    /// lost connection: its error, or `Ok` if it was closed cleanly.
+    /// lost connection: its error; a `ConnectionAborted` error if it was closed at once
+    /// (`abort`) with bytes still buffered, which were dropped; `Ok` if it was closed cleanly.
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if let Some(e) = take_cancellation() {
             return Poll::Ready(Err(to_io(e.into())));
         }
         if self.shared.lost.get() {
-            return Poll::Ready(self.shared.lost_result().map_err(to_io));
+            return Poll::Ready(self.end_result().map_err(to_io));
         }
         if self.transport.is_lost() {
             // Lost, and the protocol not told yet: wait for its `connection_lost`, which says
@@ -275,7 +297,9 @@ impl futures_io::AsyncWrite for StreamWriter {
     }
 
     /// Closes the connection (buffered bytes are still sent) and waits until it is closed
-    /// (`connection_lost`). Returns the connection's error if it ended with one.
+    /// (`connection_lost`). Returns the connection's error if it ended with one, and a
+    /// `ConnectionAborted` error if it was aborted with bytes still buffered (they were
+    /// dropped).
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.transport.close();
         self.poll_closed(cx).map_err(to_io)
