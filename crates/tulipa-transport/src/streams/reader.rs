@@ -4,6 +4,9 @@
 //! slot; a second read that has to wait while another one waits fails with an invalid-state
 //! error (asyncio raises `RuntimeError` "... already waiting for incoming data") instead of
 //! silently taking the first one's place and leaving it hanging.
+//!
+//! A waiting read's waker is woken only once the reader's state is released, so a waker that
+//! polls the read at once, inside `wake`, works.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -175,41 +178,56 @@ impl StreamReader {
         self.st.borrow().limit
     }
 
-    fn wake(st: &mut ReaderState) {
-        if let Some((_, w)) = st.waiter.take() {
-            w.wake();
-        }
+    /// Takes the waiting read's waker out, to be woken once the borrow of the state is dropped:
+    /// a waker may poll the read at once (inline), which borrows the state again.
+    fn take_waker(st: &mut ReaderState) -> Option<Waker> {
+        st.waiter.take().map(|(_, w)| w)
     }
 
     /// Appends received bytes (called by the protocol).
     pub fn feed_data(&self, data: &[u8]) {
-        let mut st = self.st.borrow_mut();
         if data.is_empty() {
             return;
         }
+        let mut st = self.st.borrow_mut();
         Rc::make_mut(&mut st.buf).extend_from_slice(data);
-        Self::wake(&mut st);
+        let waker = Self::take_waker(&mut st);
+        let mut pause = None;
         if !st.paused && st.buf.len() > 2 * st.limit {
-            if let Some(t) = st.transport.clone() {
-                st.paused = true;
-                drop(st);
-                t.pause_reading();
-            }
+            pause = st.transport.clone();
+            st.paused = pause.is_some();
+        }
+        drop(st);
+        if let Some(t) = pause {
+            t.pause_reading();
+        }
+        if let Some(w) = waker {
+            w.wake();
         }
     }
 
     /// Marks the end of the stream.
     pub fn feed_eof(&self) {
-        let mut st = self.st.borrow_mut();
-        st.eof = true;
-        Self::wake(&mut st);
+        let waker = {
+            let mut st = self.st.borrow_mut();
+            st.eof = true;
+            Self::take_waker(&mut st)
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
     }
 
     /// Makes every further read fail with `exc` once the buffer is empty.
     pub fn set_exception(&self, exc: Error) {
-        let mut st = self.st.borrow_mut();
-        st.exc = Some(exc);
-        Self::wake(&mut st);
+        let waker = {
+            let mut st = self.st.borrow_mut();
+            st.exc = Some(exc);
+            Self::take_waker(&mut st)
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
     }
 
     /// True when the buffer is empty and the peer sent EOF.
