@@ -864,7 +864,11 @@ impl Inner {
             let mut buf = self.buf.borrow_mut();
             let dropped = buf.len();
             if dropped > 0 {
-                tracing::debug!(fd = self.fd, dropped, "closing at once: buffered bytes dropped");
+                tracing::debug!(
+                    fd = self.fd,
+                    dropped,
+                    "closing at once: buffered bytes dropped"
+                );
                 self.discarded.set(dropped);
             }
             buf.data = Vec::new();

@@ -217,9 +217,8 @@ fn flush_and_close_report_bytes_an_abort_dropped() {
         assert!(cw.transport().get_write_buffer_size() > 0, "{cw:?}");
         // A flush already waiting when the abort comes, and flushes and a close after it.
         let mut waiting_writer = cw.clone();
-        let waiting: Task<Result<(), ErrorKind>> = spawn(async move {
-            Ok(waiting_writer.flush().await.map_err(|e| e.kind()))
-        })?;
+        let waiting: Task<Result<(), ErrorKind>> =
+            spawn(async move { Ok(waiting_writer.flush().await.map_err(|e| e.kind())) })?;
         settle(2).await?;
         assert!(!waiting.done(), "flush returned with bytes buffered");
         cw.transport().abort();

@@ -80,13 +80,16 @@ fn feed_data_wakes_a_read_that_polls_inline() {
         let mut r3 = r.clone();
         let got = wait_inline(async move {
             let mut buf = [0; 8];
-            let n = AsyncReadExt::read(&mut r3, &mut buf).await.map_err(|e| {
-                Error::Futures(tulipa_futures::Error::Other(Arc::new(e)))
-            })?;
+            let n = AsyncReadExt::read(&mut r3, &mut buf)
+                .await
+                .map_err(|e| Error::Futures(tulipa_futures::Error::Other(Arc::new(e))))?;
             Ok(buf[..n].to_vec())
         });
         r.feed_data(b"defg");
-        assert_eq!(got.borrow_mut().take().expect("read done in wake")?, b"defg");
+        assert_eq!(
+            got.borrow_mut().take().expect("read done in wake")?,
+            b"defg"
+        );
         Ok(())
     });
 }

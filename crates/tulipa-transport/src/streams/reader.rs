@@ -8,7 +8,7 @@
 //! A waiting read's waker is woken only once the reader's state is released, so a waker that
 //! polls the read at once, inside `wake`, works.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::poll_fn;
 use std::io;
@@ -39,11 +39,18 @@ enum Step {
 type Readiness<'a> = dyn FnMut(&[u8], bool) -> Step + 'a;
 
 pub(super) struct ReaderState {
-    /// The bytes received and not read yet. Behind an `Rc` so that `poll_fill_buf` can lend a
-    /// slice of it from its handle while the bytes stay here for everyone else; a change while
-    /// it is lent copies it first (`Rc::make_mut`), which `consume` avoids by returning the loan
-    /// before taking the bytes.
+    /// The bytes received and not read yet, or their first part (see `tail`). Behind an `Rc`
+    /// so that `poll_fill_buf` can lend a slice of it from its handle while the bytes stay here
+    /// for everyone else. A handle gives its loan back whenever it is used again, so a loan is
+    /// rarely in the way; when it is, a take copies what stays (see `take`).
     buf: Rc<Vec<u8>>,
+    /// The bytes that arrived while `buf` was lent, after `buf`'s: kept apart so that data
+    /// arriving during a loan does not copy the lent buffer (packet after packet, that would be
+    /// quadratic), and moved into `buf` once it is no longer lent or a read needs it.
+    tail: Vec<u8>,
+    /// How many bytes were ever taken: the stream position of the first buffered byte. A loan
+    /// records it, so that `consume` knows which of the lent bytes are still buffered.
+    pos: u64,
     eof: bool,
     exc: Option<Error>,
     /// The read waiting for data: its registration id and its task's waker.
@@ -54,6 +61,9 @@ pub(super) struct ReaderState {
     pub(super) transport: Option<Transport>,
     paused: bool,
     limit: usize,
+    /// How many times a buffer was copied because a loan still held it (shown by `Debug`, for
+    /// diagnosis and for the tests that prove loans cost no copies).
+    loan_copies: u64,
 }
 
 impl ReaderState {
@@ -85,13 +95,62 @@ impl ReaderState {
         }
     }
 
-    /// Removes the first `n` bytes.
+    /// How many bytes are buffered.
+    fn len(&self) -> usize {
+        self.buf.len() + self.tail.len()
+    }
+
+    /// Appends received bytes: to `buf`, unless it is lent (then to `tail`, copying nothing).
+    fn append(&mut self, data: &[u8]) {
+        match Rc::get_mut(&mut self.buf) {
+            Some(buf) => {
+                if !self.tail.is_empty() {
+                    buf.extend_from_slice(&std::mem::take(&mut self.tail));
+                }
+                buf.extend_from_slice(data);
+            }
+            None => self.tail.extend_from_slice(data),
+        }
+    }
+
+    /// Every buffered byte, in one slice: `tail` moves into `buf` (which is copied first only
+    /// if a handle's loan still holds it).
+    fn contiguous(&mut self) -> &[u8] {
+        if !self.tail.is_empty() {
+            let tail = std::mem::take(&mut self.tail);
+            if Rc::strong_count(&self.buf) > 1 {
+                self.loan_copies += 1;
+            }
+            Rc::make_mut(&mut self.buf).extend_from_slice(&tail);
+        }
+        &self.buf
+    }
+
+    /// Removes the first `n` bytes (at most [`len`](Self::len)).
     fn take(&mut self, n: usize) -> Vec<u8> {
         if n == 0 {
             return Vec::new();
         }
-        Rc::make_mut(&mut self.buf).drain(..n).collect()
+        self.contiguous();
+        self.pos += n as u64;
+        if let Some(buf) = Rc::get_mut(&mut self.buf) {
+            return buf.drain(..n).collect();
+        }
+        // Still lent to a handle that has not been used since: the loan keeps the old buffer,
+        // the bytes that stay move to one of their own (a copy of those only, once per loan).
+        self.loan_copies += 1;
+        let out = self.buf[..n].to_vec();
+        self.buf = Rc::new(self.buf[n..].to_vec());
+        out
     }
+}
+
+/// What `poll_fill_buf` lent and `consume` has not given back: where it starts in the stream
+/// and how long it is.
+#[derive(Clone, Copy)]
+struct Loan {
+    pos: u64,
+    len: usize,
 }
 
 /// The reading half of a stream connection (asyncio's `StreamReader`); a cheap handle.
@@ -113,8 +172,12 @@ pub struct StreamReader {
     pub(super) owner: Option<Rc<Owner>>,
     /// This handle's registration id, for its futures-io reads.
     id: u64,
-    /// The buffer `poll_fill_buf` lent out, until `consume`.
-    lent: Option<Rc<Vec<u8>>>,
+    /// The buffer behind the slice `poll_fill_buf` returned: kept until this handle is used
+    /// again (the slice borrows the handle, so it is gone by then), then dropped, so that the
+    /// shared buffer is not held by a loan nobody can see any more.
+    lent: Cell<Option<Rc<Vec<u8>>>>,
+    /// The bytes `poll_fill_buf` lent, for `consume`.
+    loan: Cell<Option<Loan>>,
 }
 
 impl Clone for StreamReader {
@@ -123,7 +186,8 @@ impl Clone for StreamReader {
             id: self.st.borrow_mut().new_id(),
             st: self.st.clone(),
             owner: self.owner.clone(),
-            lent: None,
+            lent: Cell::new(None),
+            loan: Cell::new(None),
         }
     }
 }
@@ -159,9 +223,12 @@ impl StreamReader {
         StreamReader {
             owner: None,
             id: 0,
-            lent: None,
+            lent: Cell::new(None),
+            loan: Cell::new(None),
             st: Rc::new(RefCell::new(ReaderState {
                 buf: Rc::new(Vec::new()),
+                tail: Vec::new(),
+                pos: 0,
                 eof: false,
                 exc: None,
                 waiter: None,
@@ -169,6 +236,7 @@ impl StreamReader {
                 transport: None,
                 paused: false,
                 limit: limit.max(1),
+                loan_copies: 0,
             })),
         }
     }
@@ -190,10 +258,10 @@ impl StreamReader {
             return;
         }
         let mut st = self.st.borrow_mut();
-        Rc::make_mut(&mut st.buf).extend_from_slice(data);
+        st.append(data);
         let waker = Self::take_waker(&mut st);
         let mut pause = None;
-        if !st.paused && st.buf.len() > 2 * st.limit {
+        if !st.paused && st.len() > 2 * st.limit {
             pause = st.transport.clone();
             st.paused = pause.is_some();
         }
@@ -233,11 +301,11 @@ impl StreamReader {
     /// True when the buffer is empty and the peer sent EOF.
     pub fn at_eof(&self) -> bool {
         let st = self.st.borrow();
-        st.eof && st.buf.is_empty()
+        st.eof && st.len() == 0
     }
 
     fn maybe_resume(st: &mut ReaderState) -> Option<Transport> {
-        if st.paused && st.buf.len() <= st.limit {
+        if st.paused && st.len() <= st.limit {
             st.paused = false;
             return st.transport.clone();
         }
@@ -255,9 +323,12 @@ impl StreamReader {
         if let Some(e) = take_cancellation() {
             return Poll::Ready(Err(e.into()));
         }
+        // This handle is in use again: the slice of an earlier `poll_fill_buf` is gone, and
+        // its buffer need not be kept (the loan's extent stays, for `consume`).
+        drop(self.lent.take());
         let mut st = self.st.borrow_mut();
         let eof = st.eof;
-        let out = match ready(&st.buf, eof) {
+        let out = match ready(st.contiguous(), eof) {
             Step::Take(n) => Ok(st.take(n)),
             Step::Fail(e) => Err(e),
             Step::Discard(n, e) => {
@@ -500,11 +571,12 @@ impl fmt::Debug for StreamReader {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let st = self.st.borrow();
         f.debug_struct("StreamReader")
-            .field("buffered", &st.buf.len())
+            .field("buffered", &st.len())
             .field("eof", &st.eof)
             .field("limit", &st.limit)
             .field("paused", &st.paused)
             .field("waiting", &st.waiter.is_some())
+            .field("loan_copies", &st.loan_copies)
             .finish()
     }
 }
@@ -521,7 +593,6 @@ impl futures_io::AsyncRead for StreamReader {
         out: &mut [u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        this.lent = None;
         let n = out.len();
         match this.poll_take(this.id, cx, &mut |buf, eof| {
             if n == 0 || !buf.is_empty() {
@@ -543,12 +614,18 @@ impl futures_io::AsyncRead for StreamReader {
 }
 
 /// `poll_fill_buf` lends every buffered byte (an empty slice at EOF) without copying, and
-/// waits when nothing is buffered; `consume` takes bytes off the front. Until consumed, the
-/// bytes stay in the shared buffer (visible to clones and to this handle's own methods).
+/// waits when nothing is buffered. Until consumed, the bytes stay in the shared buffer (visible
+/// to clones and to this handle's own methods); bytes arriving meanwhile are kept beside the
+/// lent ones, not copied into them.
+///
+/// `consume(amt)` takes bytes of that loan, and only of it: at most as many as were lent (bytes
+/// that arrived since are not taken), and none that left the buffer meanwhile, read through a
+/// clone or this handle's own methods (they count as consumed already: the next bytes are the
+/// first the loan's user did not see). Several `consume` calls may share one loan; without a
+/// loan (no `poll_fill_buf` before), `consume` takes nothing.
 impl futures_io::AsyncBufRead for StreamReader {
     fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
         let this = self.get_mut();
-        this.lent = None;
         let ready = this.poll_take(this.id, cx, &mut |buf, eof| {
             if !buf.is_empty() || eof {
                 Step::Take(0)
@@ -561,18 +638,38 @@ impl futures_io::AsyncBufRead for StreamReader {
             Poll::Ready(Err(e)) => return Poll::Ready(Err(to_io(e))),
             Poll::Pending => return Poll::Pending,
         }
-        let lent = this.lent.insert(this.st.borrow().buf.clone());
+        // `poll_take` made the buffer contiguous: `buf` holds every buffered byte.
+        let (buf, pos) = {
+            let st = this.st.borrow();
+            (st.buf.clone(), st.pos)
+        };
+        this.loan.set(Some(Loan {
+            pos,
+            len: buf.len(),
+        }));
+        let lent = this.lent.get_mut().insert(buf);
         Poll::Ready(Ok(&lent[..]))
     }
 
     fn consume(self: Pin<&mut Self>, amt: usize) {
         let this = self.get_mut();
-        // Give the loan back first, so that taking the bytes does not copy the buffer.
-        this.lent = None;
+        // Give the buffer back first, so that taking the bytes does not copy it.
+        drop(this.lent.take());
+        let Some(loan) = this.loan.get() else {
+            return;
+        };
+        let amt = amt.min(loan.len);
+        let end = loan.pos + amt as u64;
+        this.loan.set(Some(Loan {
+            pos: end,
+            len: loan.len - amt,
+        }));
         let mut st = this.st.borrow_mut();
-        let n = amt.min(st.buf.len());
+        // The loan's bytes before `st.pos` are gone already; those after it are still buffered
+        // (bytes leave from the front only), so this takes at most `amt`.
+        let n = end.saturating_sub(st.pos).min(amt as u64) as usize;
         if n > 0 {
-            Rc::make_mut(&mut st.buf).drain(..n);
+            st.take(n);
         }
         let resume = Self::maybe_resume(&mut st);
         drop(st);

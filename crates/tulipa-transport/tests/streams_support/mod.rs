@@ -22,6 +22,14 @@ pub(crate) fn waiting(reader: &StreamReader) -> bool {
     debug_field(reader, "waiting: ") == "true"
 }
 
+/// How many times the reader copied its buffer because a `fill_buf` loan still held it (the
+/// `loan_copies` diagnostic of its `Debug` output).
+pub(crate) fn loan_copies(reader: &StreamReader) -> u64 {
+    debug_field(reader, "loan_copies: ")
+        .parse()
+        .expect("Debug shows loan_copies")
+}
+
 fn debug_field(reader: &StreamReader, name: &str) -> String {
     let dbg = format!("{reader:?}");
     let rest = &dbg[dbg.find(name).unwrap_or_else(|| panic!("{name} in {dbg}")) + name.len()..];
