@@ -22,9 +22,11 @@
 //!   `RuntimeError`.
 //! - The connection closes when the last clone of its reader and writer is dropped.
 //!
-//! Modules: `reader` (the buffer and its reads), `writer` (writing, flow control, closing),
-//! `protocol` (the protocol feeding both), `listener` (vanilla's `tcp.listen`).
+//! Modules: `reader` (the buffer and its reads), `buf_read` (the reader's `futures-io` side),
+//! `writer` (writing, flow control, closing), `protocol` (the protocol feeding both),
+//! `listener` (vanilla's `tcp.listen`).
 
+mod buf_read;
 mod listener;
 mod protocol;
 mod reader;

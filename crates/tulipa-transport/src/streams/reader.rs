@@ -11,20 +11,18 @@
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::poll_fn;
-use std::io;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
 use tulipa_futures::rt::take_cancellation;
 
-use super::to_io;
+use super::buf_read::Loan;
 use super::writer::Owner;
 use crate::error::{Error, Result};
 use crate::transport::Transport;
 
 /// What a read does with the buffer as it is now.
-enum Step {
+pub(super) enum Step {
     /// Not enough yet: wait for more data (or EOF, or an error).
     Wait,
     /// Take the first `n` bytes and return them.
@@ -36,21 +34,21 @@ enum Step {
 }
 
 /// Decides, from the buffer and the EOF flag, what a read does now.
-type Readiness<'a> = dyn FnMut(&[u8], bool) -> Step + 'a;
+pub(super) type Readiness<'a> = dyn FnMut(&[u8], bool) -> Step + 'a;
 
 pub(super) struct ReaderState {
     /// The bytes received and not read yet, or their first part (see `tail`). Behind an `Rc`
     /// so that `poll_fill_buf` can lend a slice of it from its handle while the bytes stay here
     /// for everyone else. A handle gives its loan back whenever it is used again, so a loan is
     /// rarely in the way; when it is, a take copies what stays (see `take`).
-    buf: Rc<Vec<u8>>,
+    pub(super) buf: Rc<Vec<u8>>,
     /// The bytes that arrived while `buf` was lent, after `buf`'s: kept apart so that data
     /// arriving during a loan does not copy the lent buffer (packet after packet, that would be
     /// quadratic), and moved into `buf` once it is no longer lent or a read needs it.
     tail: Vec<u8>,
     /// How many bytes were ever taken: the stream position of the first buffered byte. A loan
     /// records it, so that `consume` knows which of the lent bytes are still buffered.
-    pos: u64,
+    pub(super) pos: u64,
     eof: bool,
     exc: Option<Error>,
     /// The read waiting for data: its registration id and its task's waker.
@@ -96,7 +94,7 @@ impl ReaderState {
     }
 
     /// How many bytes are buffered.
-    fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.buf.len() + self.tail.len()
     }
 
@@ -127,7 +125,7 @@ impl ReaderState {
     }
 
     /// Removes the first `n` bytes (at most [`len`](Self::len)).
-    fn take(&mut self, n: usize) -> Vec<u8> {
+    pub(super) fn take(&mut self, n: usize) -> Vec<u8> {
         if n == 0 {
             return Vec::new();
         }
@@ -145,19 +143,12 @@ impl ReaderState {
     }
 }
 
-/// What `poll_fill_buf` lent and `consume` has not given back: where it starts in the stream
-/// and how long it is.
-#[derive(Clone, Copy)]
-struct Loan {
-    pos: u64,
-    len: usize,
-}
-
 /// The reading half of a stream connection (asyncio's `StreamReader`); a cheap handle.
 ///
 /// Besides its own methods it implements the `futures-io` traits
 /// [`AsyncRead`](futures_io::AsyncRead) and [`AsyncBufRead`](futures_io::AsyncBufRead)
-/// (`poll_fill_buf` lends the buffered bytes without copying them; `consume` takes them).
+/// (`poll_fill_buf` lends the buffered bytes without copying them; `consume` takes bytes of
+/// that loan only: never more than were lent, never bytes a clone read meanwhile).
 ///
 /// # Limit
 ///
@@ -171,13 +162,13 @@ pub struct StreamReader {
     /// Shared with the writer; `None` for the protocol's own view of the reader.
     pub(super) owner: Option<Rc<Owner>>,
     /// This handle's registration id, for its futures-io reads.
-    id: u64,
+    pub(super) id: u64,
     /// The buffer behind the slice `poll_fill_buf` returned: kept until this handle is used
     /// again (the slice borrows the handle, so it is gone by then), then dropped, so that the
     /// shared buffer is not held by a loan nobody can see any more.
-    lent: Cell<Option<Rc<Vec<u8>>>>,
+    pub(super) lent: Cell<Option<Rc<Vec<u8>>>>,
     /// The bytes `poll_fill_buf` lent, for `consume`.
-    loan: Cell<Option<Loan>>,
+    pub(super) loan: Cell<Option<Loan>>,
 }
 
 impl Clone for StreamReader {
@@ -304,7 +295,7 @@ impl StreamReader {
         st.eof && st.len() == 0
     }
 
-    fn maybe_resume(st: &mut ReaderState) -> Option<Transport> {
+    pub(super) fn maybe_resume(st: &mut ReaderState) -> Option<Transport> {
         if st.paused && st.len() <= st.limit {
             st.paused = false;
             return st.transport.clone();
@@ -314,7 +305,7 @@ impl StreamReader {
 
     /// Does what `ready(buffer, eof)` says; read `id` waits when it says so. Nothing is taken
     /// before `ready` decides, so a read dropped while waiting has taken nothing.
-    fn poll_take(
+    pub(super) fn poll_take(
         &self,
         id: u64,
         cx: &mut Context<'_>,
@@ -578,103 +569,5 @@ impl fmt::Debug for StreamReader {
             .field("waiting", &st.waiter.is_some())
             .field("loan_copies", &st.loan_copies)
             .finish()
-    }
-}
-
-/// Reads what is buffered, up to `out.len()` bytes; waits when nothing is.
-///
-/// A read left waiting (its future dropped) keeps this handle registered until the handle reads
-/// again or is dropped; meanwhile a read through another clone fails with an invalid-state
-/// error.
-impl futures_io::AsyncRead for StreamReader {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        out: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let n = out.len();
-        match this.poll_take(this.id, cx, &mut |buf, eof| {
-            if n == 0 || !buf.is_empty() {
-                Step::Take(buf.len().min(n))
-            } else if eof {
-                Step::Take(0)
-            } else {
-                Step::Wait
-            }
-        }) {
-            Poll::Ready(Ok(v)) => {
-                out[..v.len()].copy_from_slice(&v);
-                Poll::Ready(Ok(v.len()))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(to_io(e))),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}
-
-/// `poll_fill_buf` lends every buffered byte (an empty slice at EOF) without copying, and
-/// waits when nothing is buffered. Until consumed, the bytes stay in the shared buffer (visible
-/// to clones and to this handle's own methods); bytes arriving meanwhile are kept beside the
-/// lent ones, not copied into them.
-///
-/// `consume(amt)` takes bytes of that loan, and only of it: at most as many as were lent (bytes
-/// that arrived since are not taken), and none that left the buffer meanwhile, read through a
-/// clone or this handle's own methods (they count as consumed already: the next bytes are the
-/// first the loan's user did not see). Several `consume` calls may share one loan; without a
-/// loan (no `poll_fill_buf` before), `consume` takes nothing.
-impl futures_io::AsyncBufRead for StreamReader {
-    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
-        let this = self.get_mut();
-        let ready = this.poll_take(this.id, cx, &mut |buf, eof| {
-            if !buf.is_empty() || eof {
-                Step::Take(0)
-            } else {
-                Step::Wait
-            }
-        });
-        match ready {
-            Poll::Ready(Ok(_)) => {}
-            Poll::Ready(Err(e)) => return Poll::Ready(Err(to_io(e))),
-            Poll::Pending => return Poll::Pending,
-        }
-        // `poll_take` made the buffer contiguous: `buf` holds every buffered byte.
-        let (buf, pos) = {
-            let st = this.st.borrow();
-            (st.buf.clone(), st.pos)
-        };
-        this.loan.set(Some(Loan {
-            pos,
-            len: buf.len(),
-        }));
-        let lent = this.lent.get_mut().insert(buf);
-        Poll::Ready(Ok(&lent[..]))
-    }
-
-    fn consume(self: Pin<&mut Self>, amt: usize) {
-        let this = self.get_mut();
-        // Give the buffer back first, so that taking the bytes does not copy it.
-        drop(this.lent.take());
-        let Some(loan) = this.loan.get() else {
-            return;
-        };
-        let amt = amt.min(loan.len);
-        let end = loan.pos + amt as u64;
-        this.loan.set(Some(Loan {
-            pos: end,
-            len: loan.len - amt,
-        }));
-        let mut st = this.st.borrow_mut();
-        // The loan's bytes before `st.pos` are gone already; those after it are still buffered
-        // (bytes leave from the front only), so this takes at most `amt`.
-        let n = end.saturating_sub(st.pos).min(amt as u64) as usize;
-        if n > 0 {
-            st.take(n);
-        }
-        let resume = Self::maybe_resume(&mut st);
-        drop(st);
-        if let Some(t) = resume {
-            t.resume_reading();
-        }
     }
 }
