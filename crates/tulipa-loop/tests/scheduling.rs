@@ -324,7 +324,10 @@ fn every_clone_sees_a_cancel_before_and_after_the_run() {
     let c = b.clone();
     assert!(!a.cancelled() && !b.cancelled() && !c.cancelled());
     c.cancel();
-    assert!(a.cancelled() && b.cancelled(), "a clone's cancel is everyone's");
+    assert!(
+        a.cancelled() && b.cancelled(),
+        "a clone's cancel is everyone's"
+    );
     let d = a.clone();
     assert!(d.cancelled(), "a clone of a cancelled handle is cancelled");
     // After the run: a cancel of a callback that ran changes nothing but the handles' flag.
@@ -335,7 +338,10 @@ fn every_clone_sees_a_cancel_before_and_after_the_run() {
     lp.run_forever().unwrap();
     assert_eq!(ran.get(), 1, "only the second callback ran");
     f.cancel();
-    assert!(e.cancelled(), "asyncio's cancel after the run still marks the handle");
+    assert!(
+        e.cancelled(),
+        "asyncio's cancel after the run still marks the handle"
+    );
     lp.close().unwrap();
 }
 
@@ -384,7 +390,11 @@ fn a_cancelled_closure_may_schedule_from_its_destructor() {
         })
         .unwrap();
     h.cancel();
-    assert_eq!(lp.stats().ready, 2, "the cancelled entry's mark and the new callback");
+    assert_eq!(
+        lp.stats().ready,
+        2,
+        "the cancelled entry's mark and the new callback"
+    );
     lp.stop();
     lp.run_forever().unwrap();
     assert!(ran.get());
