@@ -5,34 +5,17 @@
 //!
 //! Every test runs on a virtual-time loop: the ten-second call of `ABitSlow` takes no real time.
 
+mod common;
+
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
+use common::{block_on, running, ticks};
 use tulipa_futures::deferred::Deferred;
 use tulipa_futures::rt::{EventLoop, ExceptionContext};
-use tulipa_futures::{run_until_complete, sleep, spawn, Error, Result};
-
-/// Runs `fut` as the main task of a fresh virtual-time loop and returns its value.
-fn block_on<T: 'static>(fut: impl std::future::Future<Output = Result<T>> + 'static) -> T {
-    let lp = EventLoop::new_virtual().expect("a virtual-time loop");
-    let out = run_until_complete(&lp, fut);
-    let _ = lp.close();
-    out.expect("the test's main task failed")
-}
-
-/// Lets every other ready task take `n` steps.
-async fn ticks(n: usize) -> Result<()> {
-    for _ in 0..n {
-        sleep(Duration::ZERO).await?;
-    }
-    Ok(())
-}
-
-fn running() -> EventLoop {
-    EventLoop::running().expect("inside a running loop")
-}
+use tulipa_futures::{sleep, spawn, Error, Result};
 
 /// What the exception handler was told: (message, source, error or panic text).
 type Reports = Rc<RefCell<Vec<(String, Option<String>, String)>>>;

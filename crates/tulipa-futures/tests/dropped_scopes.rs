@@ -6,36 +6,19 @@
 //! deadline already passed withdraws the cancellation its timer requested. Every test runs on a
 //! virtual-time loop.
 
+mod common;
+
 use std::cell::{Cell, RefCell};
 use std::pin::pin;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::{block_on, count_cancel, is_cancelled, now, secs};
 use tulipa_futures::rt::EventLoop;
 use tulipa_futures::{
-    current_task, run_until_complete, sleep, spawn, task_group, Error, Result, Task, TimeoutScope,
+    current_task, sleep, spawn, task_group, Error, Result, Task, TaskRef, TimeoutScope,
 };
-
-/// Runs `fut` as the main task of a fresh virtual-time loop and returns its value.
-fn block_on<T: 'static>(fut: impl std::future::Future<Output = Result<T>> + 'static) -> T {
-    let lp = EventLoop::new_virtual().expect("a virtual-time loop");
-    let out = run_until_complete(&lp, fut);
-    let _ = lp.close();
-    out.expect("the test's main task failed")
-}
-
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
-
-fn now() -> Instant {
-    EventLoop::running().expect("inside the loop").time()
-}
-
-fn is_cancelled<T>(r: &Result<T>) -> bool {
-    matches!(r, Err(e) if e.is_cancelled())
-}
 
 /// A foreign (non-Tulipa) one-shot event set by a loop timer: awaiting it neither delivers nor
 /// forwards a cancellation, like a future from another async library.
@@ -79,13 +62,19 @@ async fn race<F: std::future::Future>(fut: F, trigger: &Trigger) -> Option<F::Ou
     .await
 }
 
-/// Sleeps `d`; when cancelled, bumps `count` and propagates.
-async fn count_cancel(d: Duration, count: Rc<Cell<u32>>) -> Result<()> {
-    let r = sleep(d).await;
-    if r.is_err() {
-        count.set(count.get() + 1);
-    }
-    r
+/// Nothing is left of a dropped scope's cancellation of `me` (the running task): no request
+/// is pending, and a later, unrelated await is not cancelled.
+async fn assert_no_stray_cancellation(me: &TaskRef) -> Result<()> {
+    assert_eq!(
+        me.cancelling(),
+        0,
+        "a stray cancellation request was left behind"
+    );
+    let start = now();
+    let r = sleep(secs(1)).await;
+    assert!(r.is_ok(), "a later, unrelated await was cancelled: {r:?}");
+    assert_eq!(now() - start, secs(1));
+    Ok(())
 }
 
 type Slot = Rc<RefCell<Option<Task<()>>>>;
@@ -162,16 +151,7 @@ fn a_dropped_task_group_withdraws_the_cancellation_it_requested_of_its_task() {
             Ok(())
         });
         assert!(race(group, &Trigger::after(secs(2))).await.is_none());
-        assert_eq!(
-            me.cancelling(),
-            0,
-            "a stray cancellation request was left behind"
-        );
-        let start = now();
-        let r = sleep(secs(1)).await;
-        assert!(r.is_ok(), "a later, unrelated await was cancelled: {r:?}");
-        assert_eq!(now() - start, secs(1));
-        Ok(())
+        assert_no_stray_cancellation(&me).await
     });
 }
 
@@ -187,16 +167,7 @@ fn a_dropped_expired_timeout_scope_withdraws_its_cancellation() {
         });
         assert!(race(run, &Trigger::after(secs(2))).await.is_none());
         assert!(scope.expired(), "the deadline passed while the scope ran");
-        assert_eq!(
-            me.cancelling(),
-            0,
-            "a stray cancellation request was left behind"
-        );
-        let start = now();
-        let r = sleep(secs(1)).await;
-        assert!(r.is_ok(), "a later, unrelated await was cancelled: {r:?}");
-        assert_eq!(now() - start, secs(1));
-        Ok(())
+        assert_no_stray_cancellation(&me).await
     });
 }
 

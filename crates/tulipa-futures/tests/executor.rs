@@ -7,12 +7,15 @@
 //! Loops use virtual time; threads synchronise with channels, never with sleeps. A real-time
 //! bound appears only as a generous safety net (`SAFETY`) so that a bug fails instead of hanging.
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::ThreadId;
 use std::time::Duration;
 
+use common::{block_on, is_cancelled};
 use tulipa_futures::executor::default_max_workers;
 use tulipa_futures::rt::EventLoop;
 use tulipa_futures::{
@@ -23,18 +26,6 @@ use tulipa_futures::{
 
 /// Only a safety net against hangs; nothing waits this long when the code is right.
 const SAFETY: Duration = Duration::from_secs(30);
-
-/// Runs `fut` as the main task of a fresh virtual-time loop and returns its value.
-fn block_on<T: 'static>(fut: impl std::future::Future<Output = Result<T>> + 'static) -> T {
-    let lp = EventLoop::new_virtual().expect("a virtual-time loop");
-    let out = run_until_complete(&lp, fut);
-    let _ = lp.close();
-    out.expect("the test's main task failed")
-}
-
-fn is_cancelled<T>(r: &Result<T>) -> bool {
-    matches!(r, Err(e) if e.is_cancelled())
-}
 
 /// A pool of one worker kept busy until the returned sender is used (or dropped): jobs submitted
 /// meanwhile stay queued.

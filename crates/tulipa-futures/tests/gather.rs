@@ -5,38 +5,17 @@
 //!
 //! Every test runs on a virtual-time loop.
 
+mod common;
+
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
+use common::{after, block_on, running, secs};
 use tulipa_futures::rt::{EventLoop, ExceptionContext};
 use tulipa_futures::{
     gather, gather_settled, run_until_complete, shield, sleep, spawn, Error, Future, Result, Task,
 };
-
-/// Runs `fut` as the main task of a fresh virtual-time loop and returns its value.
-fn block_on<T: 'static>(fut: impl std::future::Future<Output = Result<T>> + 'static) -> T {
-    let lp = EventLoop::new_virtual().expect("a virtual-time loop");
-    let out = run_until_complete(&lp, fut);
-    let _ = lp.close();
-    out.expect("the test's main task failed")
-}
-
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
-
-fn running() -> EventLoop {
-    EventLoop::running().expect("inside the loop")
-}
-
-/// A task that sleeps `n` seconds, then returns `n`.
-fn after(n: u64) -> Result<Task<u64>> {
-    spawn(async move {
-        sleep(secs(n)).await?;
-        Ok(n)
-    })
-}
 
 /// A task that sleeps `n` seconds and returns `v`, also when cancelled meanwhile.
 fn stubborn(n: u64, v: u64) -> Result<Task<u64>> {

@@ -6,6 +6,8 @@
 //! wall clock. Streams are the small [`Chan`] below, so each test decides exactly when a message
 //! arrives and when a stream ends.
 
+mod common;
+
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
@@ -13,30 +15,10 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use common::{block_on, running, ticks};
 use futures_core::Stream;
-use tulipa_futures::rt::EventLoop;
 use tulipa_futures::select::Select;
-use tulipa_futures::{run_until_complete, sleep, spawn, Error, Future, Result, Task};
-
-/// Runs `fut` as the main task of a fresh virtual-time loop and returns its value.
-fn block_on<T: 'static>(fut: impl std::future::Future<Output = Result<T>> + 'static) -> T {
-    let lp = EventLoop::new_virtual().expect("a virtual-time loop");
-    let out = run_until_complete(&lp, fut);
-    let _ = lp.close();
-    out.expect("the test's main task failed")
-}
-
-/// Lets every other ready task take `n` steps.
-async fn ticks(n: usize) -> Result<()> {
-    for _ in 0..n {
-        sleep(Duration::ZERO).await?;
-    }
-    Ok(())
-}
-
-fn running() -> EventLoop {
-    EventLoop::running().expect("inside a running loop")
-}
+use tulipa_futures::{sleep, spawn, Error, Future, Result, Task};
 
 /// A task that sleeps `ms` milliseconds (virtual time) and returns `value`.
 fn work(ms: u64, value: u64) -> Result<Task<u64>> {

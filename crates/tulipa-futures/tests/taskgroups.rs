@@ -6,37 +6,17 @@
 //! `Error::Group`. A cancellation from outside cancels the children and comes out as
 //! `Err(Cancelled)` once they have all finished. Every test runs on a virtual-time loop.
 
+mod common;
+
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tulipa_futures::rt::EventLoop;
-use tulipa_futures::{
-    current_task, run_until_complete, sleep, spawn, task_group, Error, Result, Task, TaskGroup,
-};
-
-/// Runs `fut` as the main task of a fresh virtual-time loop and returns its value.
-fn block_on<T: 'static>(fut: impl std::future::Future<Output = Result<T>> + 'static) -> T {
-    let lp = EventLoop::new_virtual().expect("a virtual-time loop");
-    let out = run_until_complete(&lp, fut);
-    let _ = lp.close();
-    out.expect("the test's main task failed")
-}
-
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
+use common::{block_on, count_cancel, is_cancelled, now, secs};
+use tulipa_futures::{current_task, sleep, spawn, task_group, Error, Result, Task, TaskGroup};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
-}
-
-fn now() -> Instant {
-    EventLoop::running().expect("inside the loop").time()
-}
-
-fn is_cancelled<T>(r: &Result<T>) -> bool {
-    matches!(r, Err(e) if e.is_cancelled())
 }
 
 /// The errors of an `Error::Group`, rendered; panics on anything else.
@@ -61,15 +41,6 @@ async fn value_after<T>(d: Duration, v: T) -> Result<T> {
 async fn fail_after<T>(d: Duration, e: Error) -> Result<T> {
     sleep(d).await?;
     Err(e)
-}
-
-/// Sleeps `d`; when cancelled, bumps `count` and propagates.
-async fn count_cancel(d: Duration, count: Rc<Cell<u32>>) -> Result<()> {
-    let r = sleep(d).await;
-    if r.is_err() {
-        count.set(count.get() + 1);
-    }
-    r
 }
 
 fn counter() -> Rc<Cell<u32>> {

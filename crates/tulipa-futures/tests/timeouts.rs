@@ -7,49 +7,23 @@
 //! test runs on a virtual-time loop: the clock says exactly when things happened, and long
 //! timeouts take no real time.
 
-use std::cell::{Cell, RefCell};
+mod common;
+
+use std::cell::RefCell;
 use std::future::Future as _;
 use std::pin::pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use common::{block_on, elapsed, flag, is_cancelled, now, secs};
 use tulipa_futures::rt::EventLoop;
 use tulipa_futures::{
-    current_task, run_until_complete, sleep, spawn, timeout, timeout_at, wait_for, Error, Future,
-    Result, TimeoutScope,
+    current_task, sleep, spawn, timeout, timeout_at, wait_for, Error, Future, Result, TimeoutScope,
 };
-
-/// Runs `fut` as the main task of a fresh virtual-time loop and returns its value.
-fn block_on<T: 'static>(fut: impl std::future::Future<Output = Result<T>> + 'static) -> T {
-    let lp = EventLoop::new_virtual().expect("a virtual-time loop");
-    let out = run_until_complete(&lp, fut);
-    let _ = lp.close();
-    out.expect("the test's main task failed")
-}
-
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
-
-fn now() -> Instant {
-    EventLoop::running().expect("inside the loop").time()
-}
-
-fn elapsed(start: Instant) -> Duration {
-    now() - start
-}
-
-fn is_cancelled<T>(r: &Result<T>) -> bool {
-    matches!(r, Err(e) if e.is_cancelled())
-}
 
 fn is_timeout<T>(r: &Result<T>) -> bool {
     matches!(r, Err(Error::Timeout))
-}
-
-fn flag() -> Rc<Cell<bool>> {
-    Rc::new(Cell::new(false))
 }
 
 type Log = Rc<RefCell<Vec<String>>>;

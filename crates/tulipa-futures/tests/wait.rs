@@ -5,44 +5,18 @@
 //! Every test runs on a virtual-time loop, so the loop's clock says exactly when each call
 //! returned: `secs(&lp, start)` is the virtual time elapsed, with no real waiting.
 
+mod common;
+
 use std::cell::Cell;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::{after, block_on, elapsed, flag, now, secs};
 use tulipa_futures::rt::EventLoop;
 use tulipa_futures::{
-    as_completed, gather, gather_settled, run_until_complete, shield, sleep, spawn, wait, Error,
-    Future, Result, ReturnWhen, Task,
+    as_completed, gather, gather_settled, shield, sleep, spawn, wait, Error, Future, Result,
+    ReturnWhen, Task,
 };
-
-/// Runs `fut` as the main task of a fresh virtual-time loop and returns its value.
-fn block_on<T: 'static>(fut: impl std::future::Future<Output = Result<T>> + 'static) -> T {
-    let lp = EventLoop::new_virtual().expect("a virtual-time loop");
-    let out = run_until_complete(&lp, fut);
-    let _ = lp.close();
-    out.expect("the test's main task failed")
-}
-
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
-
-/// Virtual seconds since `start` on the running loop.
-fn elapsed(start: Instant) -> Duration {
-    EventLoop::running().expect("inside the loop").time() - start
-}
-
-fn now() -> Instant {
-    EventLoop::running().expect("inside the loop").time()
-}
-
-/// A task that sleeps `n` seconds, then returns `n`.
-fn after(n: u64) -> Result<Task<u64>> {
-    spawn(async move {
-        sleep(secs(n)).await?;
-        Ok(n)
-    })
-}
 
 /// A task that sleeps `n` seconds, then fails.
 fn fail_after(n: u64) -> Result<Task<u64>> {
@@ -70,10 +44,6 @@ fn values(fs: &[Future<u64>]) -> Vec<u64> {
     let mut v: Vec<u64> = fs.iter().map(|f| f.result().expect("a value")).collect();
     v.sort_unstable();
     v
-}
-
-fn flag() -> Rc<Cell<bool>> {
-    Rc::new(Cell::new(false))
 }
 
 // ---------------------------------------------------------------------------------------------
