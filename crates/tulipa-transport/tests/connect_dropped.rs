@@ -13,11 +13,12 @@ mod common;
 
 use std::rc::Rc;
 
-use common::{run, Ev, Log, Rec};
-use tulipa_futures::{current_task, spawn, Task};
-use tulipa_transport::{
-    connect_socket, create_connection, create_server, ConnectOptions, Server, ServerOptions,
+use common::scenarios::{
+    aborting_factory, assert_cancelled, create_connection_dropped_before_made,
 };
+use common::{run, Ev, Log, Rec};
+use tulipa_futures::{spawn, Task};
+use tulipa_transport::{connect_socket, create_server, Server, ServerOptions};
 
 /// A server whose accepted connections are recorded in `slog`.
 async fn recorded_server(
@@ -36,26 +37,20 @@ async fn recorded_server(
     Ok((server, port))
 }
 
-/// The client's side went through `connection_made` then `connection_lost(None)`, and its
-/// protocol is gone (only the test holds `clog` now).
-fn assert_client_closed(clog: &Rc<Log>) {
+/// Once a connect was dropped before `connection_made` ran: the client's side goes through
+/// `connection_made` then `connection_lost(None)`, and its protocol is gone (only the test
+/// holds `clog` now); the socket is closed, so the server reads EOF and closes its side.
+async fn assert_both_sides_closed(clog: &Rc<Log>, slog: &Rc<Log>) -> tulipa_futures::Result<()> {
+    clog.wait_lost().await?;
     assert_eq!(clog.events(), [Ev::Made, Ev::Lost(false)], "client calls");
     assert_eq!(
         Rc::strong_count(clog),
         1,
         "the client protocol was dropped (no protocol <-> transport cycle left)"
     );
-}
-
-/// The connecting task ended aborted.
-async fn assert_aborted(connecting: Task<()>) {
-    let r = connecting.clone().await;
-    assert!(matches!(&r, Err(e) if e.is_cancelled()), "{r:?}");
-}
-
-/// Aborts the current task, from inside it: its future is dropped right after this step.
-fn abort_self() {
-    current_task().expect("called inside a task").abort();
+    slog.wait_lost().await?;
+    assert!(slog.has(&Ev::Eof), "server calls: {:?}", slog.kinds());
+    Ok(())
 }
 
 #[test]
@@ -64,23 +59,8 @@ fn create_connection_dropped_before_connection_made_closes_the_connection() {
         let slog = Log::new();
         let (server, port) = recorded_server(&slog, |r| r).await?;
         let clog = Log::new();
-        let c2 = clog.clone();
-        let connecting: Task<()> = spawn(async move {
-            // The factory runs once the TCP connect succeeded, just before the transport is
-            // made and its connection_made scheduled.
-            let factory = move || {
-                abort_self();
-                Rec::new(&c2)
-            };
-            create_connection(factory, "127.0.0.1", port, ConnectOptions::default()).await?;
-            unreachable!("the task was aborted");
-        })?;
-        assert_aborted(connecting).await;
-        clog.wait_lost().await?;
-        assert_client_closed(&clog);
-        // The socket is closed: the server reads EOF and closes its side.
-        slog.wait_lost().await?;
-        assert!(slog.has(&Ev::Eof), "server calls: {:?}", slog.kinds());
+        create_connection_dropped_before_made(port, &clog).await?;
+        assert_both_sides_closed(&clog, &slog).await?;
         server.close();
         Ok(())
     });
@@ -93,20 +73,13 @@ fn connect_socket_dropped_before_connection_made_closes_the_connection() {
         let (server, port) = recorded_server(&slog, |r| r).await?;
         let std_sock = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
         let clog = Log::new();
-        let c2 = clog.clone();
+        let factory = aborting_factory(&clog);
         let connecting: Task<()> = spawn(async move {
-            let factory = move || {
-                abort_self();
-                Rec::new(&c2)
-            };
             connect_socket(std_sock.into(), factory).await?;
             unreachable!("the task was aborted");
         })?;
-        assert_aborted(connecting).await;
-        clog.wait_lost().await?;
-        assert_client_closed(&clog);
-        slog.wait_lost().await?;
-        assert!(slog.has(&Ev::Eof), "server calls: {:?}", slog.kinds());
+        assert_cancelled(connecting).await;
+        assert_both_sides_closed(&clog, &slog).await?;
         server.close();
         Ok(())
     });
@@ -119,6 +92,7 @@ fn a_tls_connect_dropped_during_the_handshake_closes_the_connection() {
     use std::time::Duration;
 
     use tulipa_futures::TaskRef;
+    use tulipa_transport::{create_connection, ConnectOptions};
 
     run(async {
         // A plain TCP server that never answers the ClientHello: the handshake waits (for an
@@ -146,7 +120,7 @@ fn a_tls_connect_dropped_during_the_handshake_closes_the_connection() {
             unreachable!("the task was aborted");
         })?;
         *connecting_ref.borrow_mut() = Some(connecting.as_task_ref());
-        assert_aborted(connecting).await;
+        assert_cancelled(connecting).await;
         // The handshake never finished, so the user's protocol was never made; the socket is
         // closed under the unanswered handshake.
         slog.wait_lost().await?;

@@ -13,7 +13,10 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use common::{fill, pair, run, small_socket_buffers, Log, Rec};
+use common::scenarios::{
+    assert_cancelled, create_connection_dropped_before_made, peer_vanishes_mid_write,
+};
+use common::{connect, pair, run, Log, Rec};
 use socket2::{Domain, SockAddr, Socket, Type};
 use tulipa_futures::sync::Event;
 use tulipa_futures::{spawn, Task};
@@ -31,103 +34,6 @@ fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd")
         .expect("reading /proc/self/fd")
         .count()
-}
-
-#[test]
-fn fifty_connect_close_cycles_leave_no_fd_behind() {
-    if !std::path::Path::new("/proc/self/fd").exists() {
-        println!("skipped: no /proc/self/fd on this system");
-        return;
-    }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    run(async {
-        // One server (with its listening socket) for the whole test; the count starts after it
-        // and after one warm-up cycle, so that only per-connection fds are compared.
-        let server = create_server(
-            || Rec::new(&Log::new()).on_data(|t, d| t.write(d).unwrap()),
-            "127.0.0.1",
-            0,
-            ServerOptions::default(),
-        )
-        .await?;
-        let port = server.local_addr().unwrap().port();
-        let cycle = |i: usize| async move {
-            // Protocols: clean close from the client.
-            let log = Log::new();
-            let l2 = log.clone();
-            let t = create_connection(
-                move || Rec::new(&l2),
-                "127.0.0.1",
-                port,
-                ConnectOptions::default(),
-            )
-            .await?;
-            t.write(format!("cycle {i}").as_bytes())?;
-            log.wait_bytes(6).await?;
-            if i % 2 == 0 {
-                t.close();
-            } else {
-                t.abort();
-            }
-            log.wait_lost().await?;
-            Ok::<(), tulipa_futures::Error>(())
-        };
-        cycle(0).await?;
-        let before = open_fds();
-        for i in 1..=50 {
-            cycle(i).await?;
-        }
-        // The server side of each connection has seen its EOF and closed by now or soon; wait
-        // for the accepted transports through the count itself, bounded by `run`.
-        common::until(|| open_fds() <= before).await?;
-        assert_eq!(open_fds(), before);
-        server.close();
-        Ok(())
-    });
-}
-
-#[test]
-fn fifty_stream_servers_and_connections_leave_no_fd_behind() {
-    if !std::path::Path::new("/proc/self/fd").exists() {
-        println!("skipped: no /proc/self/fd on this system");
-        return;
-    }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    run(async {
-        let cycle = || async {
-            let server = start_server(
-                |reader, writer| async move {
-                    let line = reader.readline().await?;
-                    writer.write(&line)?;
-                    writer.close();
-                    writer.wait_closed().await
-                },
-                "127.0.0.1",
-                0,
-                DEFAULT_LIMIT,
-                ServerOptions::default(),
-            )
-            .await?;
-            let port = server.local_addr().unwrap().port();
-            let (reader, writer) = open_connection("127.0.0.1", port, DEFAULT_LIMIT).await?;
-            writer.write(b"ping\n")?;
-            assert_eq!(reader.readline().await?, b"ping\n");
-            assert_eq!(reader.read_to_end().await?, b"");
-            writer.close();
-            writer.wait_closed().await?;
-            server.close();
-            server.wait_closed().await?;
-            Ok::<(), tulipa_futures::Error>(())
-        };
-        cycle().await?;
-        let before = open_fds();
-        for _ in 0..50 {
-            cycle().await?;
-        }
-        common::until(|| open_fds() <= before).await?;
-        assert_eq!(open_fds(), before);
-        Ok(())
-    });
 }
 
 /// Skips the test (`None`) where `/proc/self/fd` does not exist; else takes [`SERIAL`].
@@ -151,6 +57,93 @@ async fn back_to(before: usize, what: &str) -> tulipa_futures::Result<()> {
     }
     assert_eq!(open_fds(), before, "{what}");
     Ok(())
+}
+
+/// Runs `cycle(0)` once as a warm-up, so that only per-cycle fds are compared, then
+/// `cycle(1)` to `cycle(n)`, and checks with [`back_to`] that the count is back where it was
+/// after the warm-up.
+async fn cycles<F, C>(n: usize, what: &str, cycle: C) -> tulipa_futures::Result<()>
+where
+    C: Fn(usize) -> F,
+    F: std::future::Future<Output = tulipa_futures::Result<()>>,
+{
+    cycle(0).await?;
+    let before = open_fds();
+    for i in 1..=n {
+        cycle(i).await?;
+    }
+    back_to(before, what).await
+}
+
+#[test]
+fn fifty_connect_close_cycles_leave_no_fd_behind() {
+    let Some(_serial) = serial() else { return };
+    run(async {
+        // One server (with its listening socket) for the whole test; the count starts after it
+        // and after the warm-up cycle.
+        let server = create_server(
+            || Rec::new(&Log::new()).on_data(|t, d| t.write(d).unwrap()),
+            "127.0.0.1",
+            0,
+            ServerOptions::default(),
+        )
+        .await?;
+        let port = server.local_addr().unwrap().port();
+        // Protocols: clean close or abort from the client. The server side of each connection
+        // sees its EOF and closes soon after: `back_to` waits for the accepted transports.
+        cycles(50, "after 50 connect and close cycles", |i| async move {
+            let (t, log) = connect(port).await?;
+            t.write(format!("cycle {i}").as_bytes())?;
+            log.wait_bytes(6).await?;
+            if i % 2 == 0 {
+                t.close();
+            } else {
+                t.abort();
+            }
+            log.wait_lost().await?;
+            Ok(())
+        })
+        .await?;
+        server.close();
+        Ok(())
+    });
+}
+
+#[test]
+fn fifty_stream_servers_and_connections_leave_no_fd_behind() {
+    let Some(_serial) = serial() else { return };
+    run(async {
+        cycles(
+            50,
+            "after 50 stream server and connection cycles",
+            |_| async {
+                let server = start_server(
+                    |reader, writer| async move {
+                        let line = reader.readline().await?;
+                        writer.write(&line)?;
+                        writer.close();
+                        writer.wait_closed().await
+                    },
+                    "127.0.0.1",
+                    0,
+                    DEFAULT_LIMIT,
+                    ServerOptions::default(),
+                )
+                .await?;
+                let port = server.local_addr().unwrap().port();
+                let (reader, writer) = open_connection("127.0.0.1", port, DEFAULT_LIMIT).await?;
+                writer.write(b"ping\n")?;
+                assert_eq!(reader.readline().await?, b"ping\n");
+                assert_eq!(reader.read_to_end().await?, b"");
+                writer.close();
+                writer.wait_closed().await?;
+                server.close();
+                server.wait_closed().await?;
+                Ok(())
+            },
+        )
+        .await
+    });
 }
 
 /// A port on 127.0.0.1 that nobody listens on.
@@ -221,7 +214,7 @@ fn address_in_use_leaves_no_fd_behind() {
 fn connections_reset_by_the_peer_leave_no_fd_behind() {
     let Some(_serial) = serial() else { return };
     run(async {
-        let cycle = || async {
+        cycles(10, "after 10 resets", |_| async {
             let p = pair(|r| r, |r| r).await?;
             // SO_LINGER 0: the close sends RST instead of FIN.
             p.client
@@ -231,14 +224,9 @@ fn connections_reset_by_the_peer_leave_no_fd_behind() {
             p.slog.wait_lost().await?;
             p.server.close();
             p.server.wait_closed().await?;
-            Ok::<(), tulipa_futures::Error>(())
-        };
-        cycle().await?;
-        let before = open_fds();
-        for _ in 0..10 {
-            cycle().await?;
-        }
-        back_to(before, "after 10 resets").await
+            Ok(())
+        })
+        .await
     });
 }
 
@@ -246,34 +234,13 @@ fn connections_reset_by_the_peer_leave_no_fd_behind() {
 fn peers_vanishing_mid_write_leave_no_fd_behind() {
     let Some(_serial) = serial() else { return };
     run(async {
-        let cycle = || async {
-            let p = pair(
-                |r| {
-                    r.on_made(|t| {
-                        small_socket_buffers(t);
-                        t.pause_reading();
-                    })
-                },
-                |r| r,
-            )
-            .await?;
-            small_socket_buffers(&p.client);
-            fill(&p.client, 64 * 1024, 0);
-            // The peer closes with unread bytes: its kernel answers RST to the writer.
-            p.accepted().close();
-            p.slog.wait_lost().await?;
-            p.clog.wait_lost().await?;
-            assert_eq!(p.clog.kinds().last(), Some(&"lost(error)"));
+        cycles(10, "after 10 peers vanished mid-write", |_| async {
+            let p = peer_vanishes_mid_write().await?;
             p.server.close();
             p.server.wait_closed().await?;
-            Ok::<(), tulipa_futures::Error>(())
-        };
-        cycle().await?;
-        let before = open_fds();
-        for _ in 0..10 {
-            cycle().await?;
-        }
-        back_to(before, "after 10 peers vanished mid-write").await
+            Ok(())
+        })
+        .await
     });
 }
 
@@ -305,8 +272,7 @@ fn cancelled_connects_leave_no_fd_behind() {
             // Let the connect start (its socket exists and waits for writability).
             common::until(|| open_fds() > before).await?;
             connecting.cancel(None);
-            let r = connecting.clone().await;
-            assert!(matches!(&r, Err(e) if e.is_cancelled()), "{r:?}");
+            assert_cancelled(connecting).await;
         }
         back_to(before, "after 10 cancelled connects").await
     });
@@ -326,18 +292,7 @@ fn connects_dropped_before_connection_made_leave_no_fd_behind() {
         let port = server.local_addr().unwrap().port();
         let before = open_fds();
         for _ in 0..10 {
-            let connecting: Task<()> = spawn(async move {
-                // The TCP connect is done when the factory runs; the task aborts itself there,
-                // so its future is dropped before the protocol's connection_made has run.
-                let factory = || {
-                    tulipa_futures::current_task().unwrap().abort();
-                    Rec::new(&Log::new())
-                };
-                create_connection(factory, "127.0.0.1", port, ConnectOptions::default()).await?;
-                Ok(())
-            })?;
-            let r = connecting.clone().await;
-            assert!(matches!(&r, Err(e) if e.is_cancelled()), "{r:?}");
+            create_connection_dropped_before_made(port, &Log::new()).await?;
         }
         // Client sockets, and the server's accepted ones once they read EOF.
         back_to(before, "after 10 connects dropped before connection_made").await?;
@@ -354,33 +309,31 @@ fn unix_servers_and_connections_leave_no_fd_behind() {
     let path = dir.join("sock");
     let p2 = path.clone();
     run(async move {
-        let cycle = |path: std::path::PathBuf| async move {
-            let slog = Log::new();
-            let s2 = slog.clone();
-            let server = create_unix_server(
-                move || Rec::new(&s2).on_data(|t, d| t.write(d).unwrap()),
-                &path,
-                ServerOptions::default(),
-            )
-            .await?;
-            let clog = Log::new();
-            let c2 = clog.clone();
-            let t = create_unix_connection(move || Rec::new(&c2), &path).await?;
-            t.write(b"ping")?;
-            clog.wait_bytes(4).await?;
-            t.close();
-            clog.wait_lost().await?;
-            slog.wait_lost().await?;
-            server.close();
-            server.wait_closed().await?;
-            Ok::<(), tulipa_futures::Error>(())
+        let cycle = move |_| {
+            let path = p2.clone();
+            async move {
+                let slog = Log::new();
+                let s2 = slog.clone();
+                let server = create_unix_server(
+                    move || Rec::new(&s2).on_data(|t, d| t.write(d).unwrap()),
+                    &path,
+                    ServerOptions::default(),
+                )
+                .await?;
+                let clog = Log::new();
+                let c2 = clog.clone();
+                let t = create_unix_connection(move || Rec::new(&c2), &path).await?;
+                t.write(b"ping")?;
+                clog.wait_bytes(4).await?;
+                t.close();
+                clog.wait_lost().await?;
+                slog.wait_lost().await?;
+                server.close();
+                server.wait_closed().await?;
+                Ok(())
+            }
         };
-        cycle(p2.clone()).await?;
-        let before = open_fds();
-        for _ in 0..10 {
-            cycle(p2.clone()).await?;
-        }
-        back_to(before, "after 10 unix server and connection cycles").await
+        cycles(10, "after 10 unix server and connection cycles", cycle).await
     });
     let _ = std::fs::remove_dir_all(&dir);
 }

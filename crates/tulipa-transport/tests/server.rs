@@ -11,44 +11,58 @@ use std::cell::RefCell;
 use std::io::ErrorKind;
 use std::rc::Rc;
 
-use common::{fill, pair, pattern, run, settle, small_socket_buffers, Ev, Log, Rec};
+use common::scenarios::paused_reader;
+use common::{connect, fill, pair, pattern, run, settle, small_socket_buffers, Ev, Log, Rec};
 use tulipa_futures::{spawn, Task};
 use tulipa_transport::streams::{open_connection, start_server, DEFAULT_LIMIT};
-use tulipa_transport::{
-    create_connection, create_server, ConnectOptions, Error, Protocol, ServerOptions,
-};
+use tulipa_transport::{create_server, Error, Protocol, ServerOptions, Transport};
 
-/// A server whose every connection gets its own log, in accept order.
+/// The logs of a server's connections, in accept order.
+type Logs = Rc<RefCell<Vec<Rc<Log>>>>;
+
+/// A protocol factory that gives every connection its own log, kept in [`Logs`].
+fn logging_factory() -> (impl Fn() -> Rec + 'static, Logs) {
+    let logs: Logs = Rc::default();
+    let l2 = logs.clone();
+    let factory = move || {
+        let log = Log::new();
+        l2.borrow_mut().push(log.clone());
+        Rec::new(&log)
+    };
+    (factory, logs)
+}
+
+/// A server on 127.0.0.1 whose every connection gets its own log, in accept order.
 async fn logging_server(
     options: ServerOptions,
-) -> tulipa_transport::Result<(tulipa_transport::Server, Rc<RefCell<Vec<Rc<Log>>>>)> {
-    let logs: Rc<RefCell<Vec<Rc<Log>>>> = Rc::default();
-    let l2 = logs.clone();
-    let server = create_server(
-        move || {
-            let log = Log::new();
-            l2.borrow_mut().push(log.clone());
-            Rec::new(&log)
-        },
-        "127.0.0.1",
-        0,
-        options,
-    )
-    .await?;
+) -> tulipa_transport::Result<(tulipa_transport::Server, Logs)> {
+    let (factory, logs) = logging_factory();
+    let server = create_server(factory, "127.0.0.1", 0, options).await?;
     Ok((server, logs))
 }
 
-async fn connect(port: u16) -> tulipa_transport::Result<(tulipa_transport::Transport, Rc<Log>)> {
-    let log = Log::new();
-    let l2 = log.clone();
-    let t = create_connection(
-        move || Rec::new(&l2),
-        "127.0.0.1",
-        port,
-        ConnectOptions::default(),
-    )
-    .await?;
-    Ok((t, log))
+/// The log of the first accepted connection, once its `connection_made` ran.
+async fn first_accepted(logs: &Logs) -> tulipa_futures::Result<Rc<Log>> {
+    common::until(|| !logs.borrow().is_empty()).await?;
+    let slog = logs.borrow()[0].clone();
+    slog.wait_made().await?;
+    Ok(slog)
+}
+
+/// The client sends `data`, the server's side receives it, the client closes, and both sides
+/// lose the connection.
+async fn send_then_close(
+    t: &Transport,
+    clog: &Log,
+    slog: &Log,
+    data: &[u8],
+) -> tulipa_futures::Result<()> {
+    t.write(data)?;
+    slog.wait_bytes(data.len()).await?;
+    t.close();
+    clog.wait_lost().await?;
+    slog.wait_lost().await?;
+    Ok(())
 }
 
 #[test]
@@ -97,14 +111,8 @@ fn start_serving_false_accepts_only_after_start_serving() {
         server.start_serving()?;
         server.start_serving()?; // idempotent
         assert!(server.is_serving());
-        common::until(|| !logs.borrow().is_empty()).await?;
-        let slog = logs.borrow()[0].clone();
-        slog.wait_made().await?;
-        t.write(b"late")?;
-        slog.wait_bytes(4).await?;
-        t.close();
-        clog.wait_lost().await?;
-        slog.wait_lost().await?;
+        let slog = first_accepted(&logs).await?;
+        send_then_close(&t, &clog, &slog, b"late").await?;
         server.close();
         Ok(())
     });
@@ -191,16 +199,7 @@ fn wait_closed_waits_for_close_and_for_the_clients() {
 fn wait_closed_after_close_clients_waits_until_the_buffer_is_flushed_and_the_connection_lost() {
     run(async {
         // The client does not read, so the server's transport keeps a large buffer.
-        let p = pair(
-            |r| r.on_made(small_socket_buffers),
-            |r| {
-                r.on_made(|t| {
-                    small_socket_buffers(t);
-                    t.pause_reading();
-                })
-            },
-        )
-        .await?;
+        let p = pair(|r| r.on_made(small_socket_buffers), paused_reader).await?;
         let accepted = p.accepted();
         let written = fill(&accepted, 256 * 1024, 0);
         p.server.close();
@@ -280,16 +279,7 @@ fn close_clients_closes_every_accepted_connection() {
 fn abort_clients_drops_what_they_had_buffered() {
     run(async {
         // The client does not read, so the server's transport buffers.
-        let p = pair(
-            |r| r.on_made(small_socket_buffers),
-            |r| {
-                r.on_made(|t| {
-                    small_socket_buffers(t);
-                    t.pause_reading();
-                })
-            },
-        )
-        .await?;
+        let p = pair(|r| r.on_made(small_socket_buffers), paused_reader).await?;
         let accepted = p.accepted();
         fill(&accepted, 128 * 1024, 0);
         assert!(accepted.get_write_buffer_size() > 0);
@@ -473,13 +463,7 @@ fn from_sockets_makes_a_blocking_listener_non_blocking_and_serves_it() {
         // A duplicate shares the file status flags, O_NONBLOCK among them.
         let dup = listener.try_clone().unwrap();
         assert!(!dup.nonblocking().unwrap(), "std listeners block");
-        let logs: Rc<RefCell<Vec<Rc<Log>>>> = Rc::default();
-        let l2 = logs.clone();
-        let factory = move || {
-            let log = Log::new();
-            l2.borrow_mut().push(log.clone());
-            Rec::new(&log)
-        };
+        let (factory, logs) = logging_factory();
         let lp = tulipa_futures::rt::EventLoop::running()?;
         let server =
             tulipa_transport::Server::from_sockets(&lp, vec![listener], Rc::new(factory), 8)?;
@@ -491,14 +475,8 @@ fn from_sockets_makes_a_blocking_listener_non_blocking_and_serves_it() {
         // Accepting drains the queue until accept would block: with a blocking listener the
         // loop would hang in the second accept and this connection would never be served.
         let (t, clog) = connect(addr.port()).await?;
-        common::until(|| !logs.borrow().is_empty()).await?;
-        let slog = logs.borrow()[0].clone();
-        slog.wait_made().await?;
-        t.write(b"served")?;
-        slog.wait_bytes(6).await?;
-        t.close();
-        clog.wait_lost().await?;
-        slog.wait_lost().await?;
+        let slog = first_accepted(&logs).await?;
+        send_then_close(&t, &clog, &slog, b"served").await?;
         server.close();
         server.wait_closed().await?;
         drop(dup);
@@ -509,19 +487,8 @@ fn from_sockets_makes_a_blocking_listener_non_blocking_and_serves_it() {
 #[test]
 fn an_empty_host_listens_on_every_interface() {
     run(async {
-        let (server, logs) = {
-            let logs: Rc<RefCell<Vec<Rc<Log>>>> = Rc::default();
-            let l2 = logs.clone();
-            let factory = move || {
-                let log = Log::new();
-                l2.borrow_mut().push(log.clone());
-                Rec::new(&log)
-            };
-            (
-                create_server(factory, "", 0, ServerOptions::default()).await?,
-                logs,
-            )
-        };
+        let (factory, logs) = logging_factory();
+        let server = create_server(factory, "", 0, ServerOptions::default()).await?;
         let addrs: Vec<_> = server
             .sockets()
             .iter()
@@ -536,9 +503,7 @@ fn an_empty_host_listens_on_every_interface() {
         }
         assert!(addrs.len() <= 2, "{addrs:?}");
         let (t, clog) = connect(port).await?;
-        common::until(|| !logs.borrow().is_empty()).await?;
-        let slog = logs.borrow()[0].clone();
-        slog.wait_made().await?;
+        let slog = first_accepted(&logs).await?;
         assert_eq!(
             slog.transport().local_addr(),
             Some(std::net::SocketAddr::from(([127, 0, 0, 1], port)))

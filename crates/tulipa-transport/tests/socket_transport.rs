@@ -12,6 +12,7 @@ use std::cell::RefCell;
 use std::io::ErrorKind;
 use std::rc::Rc;
 
+use common::scenarios::{paused_reader, peer_vanishes_mid_write};
 use common::{fill, pair, pattern, peek_len, run, settle, small_socket_buffers, until, Ev};
 use tulipa_transport::flow::DEFAULT_HIGH_WATER;
 use tulipa_transport::Error;
@@ -167,16 +168,7 @@ fn set_write_buffer_limits_follows_asyncio_rules() {
 fn pause_writing_once_over_high_and_resume_writing_once_at_low() {
     run(async {
         // The peer does not read: what the kernel does not take stays in the transport.
-        let p = pair(
-            |r| {
-                r.on_made(|t| {
-                    small_socket_buffers(t);
-                    t.pause_reading();
-                })
-            },
-            |r| r,
-        )
-        .await?;
+        let p = pair(paused_reader, |r| r).await?;
         small_socket_buffers(&p.client);
         let (low, high) = p.client.get_write_buffer_limits();
 
@@ -208,16 +200,7 @@ fn pause_writing_once_over_high_and_resume_writing_once_at_low() {
 #[test]
 fn lowering_the_high_watermark_pauses_and_raising_it_resumes() {
     run(async {
-        let p = pair(
-            |r| {
-                r.on_made(|t| {
-                    small_socket_buffers(t);
-                    t.pause_reading();
-                })
-            },
-            |r| r,
-        )
-        .await?;
+        let p = pair(paused_reader, |r| r).await?;
         small_socket_buffers(&p.client);
         // Some bytes buffered, under the default high watermark.
         p.client.set_write_buffer_limits(Some(1 << 30), None)?;
@@ -311,16 +294,7 @@ fn write_after_close_is_closed_and_after_write_eof_is_write_after_eof() {
 #[test]
 fn close_flushes_buffered_data_then_connection_lost_once() {
     run(async {
-        let p = pair(
-            |r| {
-                r.on_made(|t| {
-                    small_socket_buffers(t);
-                    t.pause_reading();
-                })
-            },
-            |r| r,
-        )
-        .await?;
+        let p = pair(paused_reader, |r| r).await?;
         small_socket_buffers(&p.client);
         let written = fill(&p.client, 256 * 1024, 0);
         p.client.close();
@@ -351,16 +325,7 @@ fn close_flushes_buffered_data_then_connection_lost_once() {
 #[test]
 fn abort_drops_the_buffer_and_loses_the_connection_once() {
     run(async {
-        let p = pair(
-            |r| {
-                r.on_made(|t| {
-                    small_socket_buffers(t);
-                    t.pause_reading();
-                })
-            },
-            |r| r,
-        )
-        .await?;
+        let p = pair(paused_reader, |r| r).await?;
         small_socket_buffers(&p.client);
         let written = fill(&p.client, 256 * 1024, 0);
         let buffered = p.client.get_write_buffer_size();
@@ -612,23 +577,8 @@ fn a_panicking_protocol_loses_its_connection_with_an_error() {
 #[test]
 fn peer_vanishing_mid_write_loses_the_connection_with_an_error() {
     run(async {
-        let p = pair(
-            |r| {
-                r.on_made(|t| {
-                    small_socket_buffers(t);
-                    t.pause_reading();
-                })
-            },
-            |r| r,
-        )
-        .await?;
-        small_socket_buffers(&p.client);
-        fill(&p.client, 64 * 1024, 0);
         // The peer goes away with unread bytes in its receive queue: its kernel answers RST.
-        p.accepted().close();
-        p.slog.wait_lost().await?;
-        p.clog.wait_lost().await?;
-        assert_eq!(p.clog.kinds().last(), Some(&"lost(error)"));
+        let p = peer_vanishes_mid_write().await?;
         let err = p.clog.error().unwrap();
         assert!(
             matches!(

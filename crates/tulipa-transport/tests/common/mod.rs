@@ -3,11 +3,15 @@
 //! - [`Rec`], a protocol that records every call it gets into a [`Log`], with optional hooks
 //!   that run inside the callbacks (to test re-entrant transport calls);
 //! - [`Log::wait_for`], which waits on the log's own change notifications, never on the clock;
-//! - [`pair`], a server and a client connected over 127.0.0.1 with a `Rec` on each side;
+//! - [`pair`], a server and a client connected over 127.0.0.1 with a `Rec` on each side, and
+//!   [`connect`], a client alone;
+//! - [`scenarios`], the scenarios both a behaviour test and the fd-counting loop run;
 //! - [`run`], which runs a test body on a fresh loop with a generous bound, so a broken
 //!   transport fails the test instead of hanging it.
 
 #![allow(dead_code)]
+
+pub(crate) mod scenarios;
 
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
@@ -438,6 +442,20 @@ pub(crate) async fn pair(
         clog,
         slog,
     })
+}
+
+/// Connects to `port` on 127.0.0.1 with a fresh [`Rec`]; returns the transport and its log.
+pub(crate) async fn connect(port: u16) -> tulipa_transport::Result<(Transport, Rc<Log>)> {
+    let log = Log::new();
+    let l2 = log.clone();
+    let t = create_connection(
+        move || Rec::new(&l2),
+        "127.0.0.1",
+        port,
+        ConnectOptions::default(),
+    )
+    .await?;
+    Ok((t, log))
 }
 
 /// Bytes waiting in the socket's receive queue (MSG_PEEK), without taking them.
