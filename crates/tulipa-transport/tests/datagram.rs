@@ -22,6 +22,17 @@ struct Recorder {
     echo: Option<DatagramTransport>,
 }
 
+impl Recorder {
+    /// A recorder whose log and arrival event nobody looks at.
+    fn unobserved() -> Recorder {
+        Recorder {
+            log: Rc::default(),
+            arrived: Event::new(),
+            echo: None,
+        }
+    }
+}
+
 impl DatagramProtocol for Recorder {
     fn connection_made(&mut self, t: DatagramTransport) {
         self.log.borrow_mut().made += 1;
@@ -107,15 +118,7 @@ fn a_connected_endpoint_sends_without_an_address_and_refuses_another_one() {
         let port = server.local_addr().unwrap().port();
         let mut o = DatagramOptions::default();
         o.remote_addr = Some(("127.0.0.1".into(), port));
-        let client = create_datagram_endpoint(
-            || Recorder {
-                log: Rc::default(),
-                arrived: Event::new(),
-                echo: None,
-            },
-            o,
-        )
-        .await?;
+        let client = create_datagram_endpoint(Recorder::unobserved, o).await?;
         assert_eq!(client.peer_addr().map(|a| a.port()), Some(port));
         client.sendto(b"hello", None)?;
         ev.wait().await?;
@@ -133,15 +136,7 @@ fn a_connected_endpoint_sends_without_an_address_and_refuses_another_one() {
 #[test]
 fn sendto_without_an_address_on_an_unconnected_endpoint_is_an_error() {
     run(async {
-        let t = create_datagram_endpoint(
-            || Recorder {
-                log: Rc::default(),
-                arrived: Event::new(),
-                echo: None,
-            },
-            local(),
-        )
-        .await?;
+        let t = create_datagram_endpoint(Recorder::unobserved, local()).await?;
         assert!(t.sendto(b"x", None).is_err());
         t.abort();
         Ok(())
@@ -208,15 +203,7 @@ fn a_failed_sendto_inside_datagram_received_reaches_error_received_afterwards() 
         let (p, errors, ev) = oversize();
         let a = create_datagram_endpoint(move || p, local()).await?;
         let addr = a.local_addr().unwrap();
-        let b = create_datagram_endpoint(
-            || Recorder {
-                log: Rc::default(),
-                arrived: Event::new(),
-                echo: None,
-            },
-            local(),
-        )
-        .await?;
+        let b = create_datagram_endpoint(Recorder::unobserved, local()).await?;
         b.sendto(b"go", Some(addr))?;
         within_bound(&ev, "error_received").await?;
         let errors = errors.borrow();
@@ -257,28 +244,12 @@ fn a_connected_endpoint_hears_connection_refused_through_error_received() {
 #[test]
 fn remote_addr_tries_each_resolved_address_of_the_local_family() {
     run(async {
-        let server = create_datagram_endpoint(
-            || Recorder {
-                log: Rc::default(),
-                arrived: Event::new(),
-                echo: None,
-            },
-            local(),
-        )
-        .await?;
+        let server = create_datagram_endpoint(Recorder::unobserved, local()).await?;
         let port = server.local_addr().unwrap().port();
         // "localhost" may resolve to ::1 first; with an IPv4 local address only 127.0.0.1 fits.
         let mut o = local();
         o.remote_addr = Some(("localhost".into(), port));
-        let t = create_datagram_endpoint(
-            || Recorder {
-                log: Rc::default(),
-                arrived: Event::new(),
-                echo: None,
-            },
-            o,
-        )
-        .await?;
+        let t = create_datagram_endpoint(Recorder::unobserved, o).await?;
         assert_eq!(
             t.peer_addr(),
             Some(SocketAddr::from(([127, 0, 0, 1], port)))
@@ -287,16 +258,9 @@ fn remote_addr_tries_each_resolved_address_of_the_local_family() {
         // No address of the family at all: a clear error.
         let mut o = local();
         o.remote_addr = Some(("::1".into(), port));
-        let err = create_datagram_endpoint(
-            || Recorder {
-                log: Rc::default(),
-                arrived: Event::new(),
-                echo: None,
-            },
-            o,
-        )
-        .await
-        .unwrap_err();
+        let err = create_datagram_endpoint(Recorder::unobserved, o)
+            .await
+            .unwrap_err();
         assert_eq!(
             err.io_kind(),
             Some(std::io::ErrorKind::InvalidInput),
@@ -317,15 +281,7 @@ fn a_remote_addr_failure_keeps_its_error_kind() {
         let mut o = DatagramOptions::default();
         o.local_addr = Some(taken.local_addr().unwrap());
         o.remote_addr = Some(("127.0.0.1".into(), port));
-        let r = create_datagram_endpoint(
-            || Recorder {
-                log: Rc::default(),
-                arrived: Event::new(),
-                echo: None,
-            },
-            o,
-        )
-        .await;
+        let r = create_datagram_endpoint(Recorder::unobserved, o).await;
         Ok(r.err())
     })
     .unwrap()

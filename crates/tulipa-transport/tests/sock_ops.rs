@@ -25,21 +25,25 @@ fn listener() -> (Socket, SocketAddr) {
     (s, a)
 }
 
+/// Everything `conn` receives until the peer's EOF, through `sock_recv`.
+async fn recv_to_eof(conn: &Socket) -> tulipa_futures::Result<Vec<u8>> {
+    let mut got = Vec::new();
+    loop {
+        let chunk = sock_recv(conn, 65536).await?;
+        if chunk.is_empty() {
+            return Ok(got);
+        }
+        got.extend_from_slice(&chunk);
+    }
+}
+
 #[test]
 fn accept_connect_sendall_recv_move_a_megabyte_intact() {
     run(async {
         let (l, addr) = listener();
         let server = spawn(async move {
             let (conn, _) = sock_accept(&l).await?;
-            let mut got = Vec::new();
-            loop {
-                let chunk = sock_recv(&conn, 65536).await?;
-                if chunk.is_empty() {
-                    break;
-                }
-                got.extend_from_slice(&chunk);
-            }
-            Ok(got)
+            recv_to_eof(&conn).await
         })?;
         let c = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
         c.set_nonblocking(true).unwrap();
@@ -248,14 +252,7 @@ fn sock_send_reports_every_byte_it_sent_even_when_cancelled() {
         sending.cancel(None);
         assert!(sending.clone().await.unwrap_err().is_cancelled());
         c.shutdown(std::net::Shutdown::Write).unwrap();
-        let mut got = Vec::new();
-        loop {
-            let chunk = sock_recv(&conn, 65536).await?;
-            if chunk.is_empty() {
-                break;
-            }
-            got.extend_from_slice(&chunk);
-        }
+        let got = recv_to_eof(&conn).await?;
         assert_eq!(got.len(), sent.get(), "exactly the reported bytes went out");
         assert!(got[..] == data[..got.len()]);
         assert_eq!(sock_send(&c, b"").await.ok(), Some(0));
