@@ -3,7 +3,7 @@
 //! GatherTestsBase/CoroutineGatherTests, test_shield*).
 //!
 //! Every test runs on a virtual-time loop, so the loop's clock says exactly when each call
-//! returned: `secs(&lp, start)` is the virtual time elapsed, with no real waiting.
+//! returned: `elapsed(start)` (in `common`) is the virtual time that passed, with no real waiting.
 
 mod common;
 
