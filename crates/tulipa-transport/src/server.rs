@@ -68,7 +68,7 @@ struct State {
     closed: Cell<bool>,
     clients: RefCell<Vec<Client>>,
     /// Accepted connections whose `connection_lost` has not run yet (asyncio's
-    /// `_active_count`): counted up at accept, down by [`Attached`].
+    /// `_active_count`): counted up at accept, down through the transport's `Detach` hook.
     active: Cell<usize>,
     /// The length of `clients` at which the dead entries are next dropped (see `add_client`).
     prune_at: Cell<usize>,
@@ -467,74 +467,15 @@ fn check_closed(st: &State) {
     }
 }
 
-/// Wraps the protocol of an accepted connection to count it as active until its
-/// `connection_lost` has run (asyncio's `Server._attach` / `_detach`). The count goes down when
-/// `connection_lost` returns (also when it panics), or when the protocol is dropped without
-/// one, which happens only when the transport itself is freed first (for example when a
-/// closing loop drops the pending `connection_made` callback). A connection that loses its
-/// socket after its loop closed gets no `connection_lost`: the transport releases the socket
-/// but keeps the protocol, so the connection stays counted for as long as the protocol holds
-/// its transport; no `wait_closed` can run on a closed loop anyway.
-struct Attached {
-    protocol: Box<dyn crate::protocol::Protocol>,
-    server: Option<Weak<State>>,
-}
-
-impl Attached {
-    fn new(st: &Rc<State>, protocol: Box<dyn crate::protocol::Protocol>) -> Attached {
-        st.active.set(st.active.get() + 1);
-        Attached {
-            protocol,
-            server: Some(Rc::downgrade(st)),
-        }
-    }
-
-    fn detach(&mut self) {
-        if let Some(st) = self.server.take().and_then(|w| w.upgrade()) {
-            st.active.set(st.active.get().saturating_sub(1));
-            check_closed(&st);
-        }
-    }
-}
-
-impl Drop for Attached {
-    fn drop(&mut self) {
-        self.detach();
-    }
-}
-
-impl crate::protocol::Protocol for Attached {
-    fn connection_made(&mut self, transport: Transport) {
-        self.protocol.connection_made(transport);
-    }
-    fn data_received(&mut self, data: &[u8]) {
-        self.protocol.data_received(data);
-    }
-    fn eof_received(&mut self) -> bool {
-        self.protocol.eof_received()
-    }
-    fn connection_lost(&mut self, exc: Option<Error>) {
-        // Detach even if the protocol panics (the transport reports that panic).
-        struct Guard<'a>(&'a mut Attached);
-        impl Drop for Guard<'_> {
-            fn drop(&mut self) {
-                self.0.detach();
-            }
-        }
-        let g = Guard(self);
-        g.0.protocol.connection_lost(exc);
-    }
-    fn pause_writing(&mut self) {
-        self.protocol.pause_writing();
-    }
-    fn resume_writing(&mut self) {
-        self.protocol.resume_writing();
-    }
-    fn get_buffer(&mut self, size_hint: usize) -> Option<&mut [u8]> {
-        self.protocol.get_buffer(size_hint)
-    }
-    fn buffer_updated(&mut self, nbytes: usize) {
-        self.protocol.buffer_updated(nbytes);
+/// The server hears of each accepted connection's end through its transport (asyncio's
+/// `Server._detach`): when its `connection_lost` has run, or when the transport is freed without
+/// one. A connection that loses its socket after its loop closed gets no `connection_lost`, so it
+/// stays counted for as long as its protocol holds the transport; no `wait_closed` can run on a
+/// closed loop anyway.
+impl crate::transport::Detach for State {
+    fn detach(&self) {
+        self.active.set(self.active.get().saturating_sub(1));
+        check_closed(self);
     }
 }
 
@@ -632,16 +573,21 @@ fn accept_ready(st: &Rc<State>, fd: std::os::fd::RawFd) {
                     }
                     None => (protocol, None),
                 };
-                let protocol = Box::new(Attached::new(st, protocol));
                 match Transport::from_accepted(&st.lp, sock, peer, nonblocking, protocol) {
-                    Ok((t, _made)) => add_client(
-                        st,
-                        Client {
-                            inner: Rc::downgrade(&t.inner),
-                            #[cfg(feature = "tls")]
-                            tls,
-                        },
-                    ),
+                    Ok((t, _made)) => {
+                        // Counted until its `connection_lost` has run (asyncio's `_attach`).
+                        st.active.set(st.active.get() + 1);
+                        let me: Weak<dyn crate::transport::Detach> = Rc::downgrade(st) as _;
+                        t.set_detach(me);
+                        add_client(
+                            st,
+                            Client {
+                                inner: Rc::downgrade(&t.inner),
+                                #[cfg(feature = "tls")]
+                                tls,
+                            },
+                        );
+                    }
                     Err(e) => tracing::error!(error = %e, "cannot set up an accepted connection"),
                 }
             }

@@ -15,7 +15,7 @@ use std::io::{self, IoSlice, Read};
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::panic::{self, AssertUnwindSafe};
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::task::{Context, Poll, Waker};
 
 use socket2::{SockAddr, Socket};
@@ -85,6 +85,15 @@ pub(crate) struct Inner {
     /// The local address: read on first request (or to tell TCP from Unix sockets).
     local: OnceCell<Option<SockAddr>>,
     is_tcp: bool,
+    /// Told once the connection is over for its server (see [`Detach`]).
+    detach: Cell<Option<Weak<dyn Detach>>>,
+}
+
+/// What a server counts its live connections with (asyncio's `Server._detach`): told once, when
+/// the connection's `connection_lost` has run (also when it panicked), or when the transport is
+/// freed without one (a closing loop dropped its pending callbacks).
+pub(crate) trait Detach {
+    fn detach(&self);
 }
 
 /// A handle to a stream transport (TCP or Unix socket); cheap to clone, `!Send`.
@@ -186,6 +195,7 @@ impl Transport {
             discarded: Cell::new(0),
             flow: Flow::default(),
             is_tcp,
+            detach: Cell::new(None),
         });
         let t = Transport { inner, tls: None };
         let made: Future<()> = Future::new(lp);
@@ -417,6 +427,11 @@ impl Transport {
             waiters.push(cx.waker().clone());
         }
         Poll::Pending
+    }
+
+    /// Makes `server` hear of the end of this connection (see [`Detach`]).
+    pub(crate) fn set_detach(&self, server: Weak<dyn Detach>) {
+        self.inner.detach.set(Some(server));
     }
 
     /// True once the connection is lost or its `connection_lost` is scheduled (the buffer is then
@@ -915,6 +930,19 @@ impl Inner {
         }
         // Dropping the socket closes the fd; no callback refers to it any more.
         self.sock.borrow_mut().take();
+        self.detach();
+    }
+
+    fn detach(&self) {
+        if let Some(server) = self.detach.take().and_then(|w| w.upgrade()) {
+            server.detach();
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.detach();
     }
 }
 
