@@ -30,8 +30,8 @@ impl TimerCounts {
 
 pub(crate) type CancelCounter = Rc<TimerCounts>;
 
-/// What every scheduled cell carries besides its closure: 16 bytes, so that a `call_soon` cell
-/// with a one-pointer closure fits a 48-byte allocation.
+/// What every shared cell carries besides its closure: 16 bytes (the call site, the fd or
+/// signal, the kind and the flags).
 pub(crate) struct Header {
     location: &'static Location<'static>,
     /// The fd or signal number for fd and signal callbacks.
@@ -130,16 +130,11 @@ impl Header {
     }
 }
 
-/// Where a timer cell reports its cancellation: the timer queue's counter, or nowhere (`()`,
-/// zero-sized, for cells that never enter the queue).
+/// Where a timer cell reports its cancellation: the timer queue's counter (or nowhere, for a
+/// timer scheduled when no counter was given).
 pub(crate) trait CancelSink: 'static {
     fn bump(&self);
     fn unbump(&self);
-}
-
-impl CancelSink for () {
-    fn bump(&self) {}
-    fn unbump(&self) {}
 }
 
 impl CancelSink for CancelCounter {
@@ -220,7 +215,7 @@ pub(crate) fn set_in_heap(cb: &dyn Callback, in_heap: bool) {
         .set(if in_heap { f | IN_HEAP } else { f & !IN_HEAP });
 }
 
-/// A callback that runs once (`call_soon`: `C = ()`; `call_later`, `call_at`: the queue's counter).
+/// A timer's callback, run once (`call_later`, `call_at`; `C` is the queue's counter).
 pub(crate) struct Once<F, C> {
     header: Header,
     sink: C,
@@ -356,22 +351,36 @@ enum Repr {
 
 /// What a `call_soon` handle keeps: where its callback sits in the ready queue, and the
 /// cancelled flag, which is the handle's own until it is first cloned and then shared with its
-/// clones (allocated on that first clone only: most handles are dropped unused).
+/// clones (allocated on that first clone only: most handles are dropped unused). 32 bytes.
+///
+/// The `Weak` keeps the loop's core allocation (not the loop: its poller, fds and callbacks are
+/// released when it closes) until the last such handle is dropped.
 pub(crate) struct SoonHandle {
     core: Weak<crate::event_loop::Core>,
-    seq: u64,
+    /// The entry's sequence number; the top bit is the handle's own cancelled flag.
+    seq: Cell<u64>,
     location: &'static Location<'static>,
-    own: Cell<bool>,
     shared: Cell<Option<Rc<Cell<bool>>>>,
 }
 
+/// The top bit of [`SoonHandle::seq`]: sequence numbers never reach it.
+const OWN_CANCELLED: u64 = 1 << 63;
+
 impl SoonHandle {
+    fn seq(&self) -> u64 {
+        self.seq.get() & !OWN_CANCELLED
+    }
+
+    fn own_cancelled(&self) -> bool {
+        self.seq.get() & OWN_CANCELLED != 0
+    }
+
     /// The flag shared with clones, made on first use from the handle's own.
     fn shared_flag(&self) -> Rc<Cell<bool>> {
         let flag = self
             .shared
             .take()
-            .unwrap_or_else(|| Rc::new(Cell::new(self.own.get())));
+            .unwrap_or_else(|| Rc::new(Cell::new(self.own_cancelled())));
         self.shared.set(Some(flag.clone()));
         flag
     }
@@ -383,18 +392,18 @@ impl SoonHandle {
                 self.shared.set(Some(flag));
                 c
             }
-            None => self.own.get(),
+            None => self.own_cancelled(),
         }
     }
 
     fn cancel(&self) {
-        self.own.set(true);
+        self.seq.set(self.seq.get() | OWN_CANCELLED);
         if let Some(flag) = self.shared.take() {
             flag.set(true);
             self.shared.set(Some(flag));
         }
         if let Some(core) = self.core.upgrade() {
-            let taken = core.ready.borrow_mut().cancel_soon(self.seq);
+            let taken = core.ready.borrow_mut().cancel_soon(self.seq());
             // Dropped with no borrow held: the closure's captures may run any code.
             drop(taken);
         }
@@ -405,9 +414,8 @@ impl Clone for SoonHandle {
     fn clone(&self) -> Self {
         SoonHandle {
             core: self.core.clone(),
-            seq: self.seq,
+            seq: Cell::new(self.seq.get()),
             location: self.location,
-            own: Cell::new(self.own.get()),
             shared: Cell::new(Some(self.shared_flag())),
         }
     }
@@ -429,9 +437,8 @@ impl Handle {
         Handle {
             repr: Repr::Soon(SoonHandle {
                 core,
-                seq,
+                seq: Cell::new(seq & !OWN_CANCELLED),
                 location,
-                own: Cell::new(false),
                 shared: Cell::new(None),
             }),
         }

@@ -134,6 +134,12 @@ mod tests {
     fn entries_stay_small() {
         // Every pending callback pays for these: see the module docs.
         assert!(size_of::<Job>() <= 24, "{}", size_of::<Job>());
+        // Every handle pays for the largest variant (a call_soon handle: see handle.rs).
+        assert!(
+            size_of::<crate::Handle>() <= 32,
+            "{}",
+            size_of::<crate::Handle>()
+        );
         let counter = Rc::new(Cell::new(0));
         let c = counter.clone();
         let f = move || c.set(c.get() + 1);
