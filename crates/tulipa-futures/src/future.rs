@@ -234,7 +234,9 @@ impl<T: 'static> Future<T> {
     /// # Errors
     ///
     /// [`Error::InvalidState`] when already done, or when this is a task (a task's result comes
-    /// from its own future).
+    /// from its own future). [`tulipa_loop::Error::Closed`] (as [`Error::Loop`]) when the future
+    /// has done callbacks and its loop is closed: the future is done, but the callbacks can never
+    /// run (asyncio raises `RuntimeError` the same way).
     pub fn set_result(&self, value: T) -> Result<()> {
         self.set_outcome(Ok(value))
     }
@@ -254,10 +256,11 @@ impl<T: 'static> Future<T> {
                 "a task's outcome is set by its own future",
             ));
         }
-        if self.complete(r) {
-            Ok(())
-        } else {
-            Err(Error::InvalidState("the future is already done"))
+        match self.core().complete(r, || self.clone()) {
+            None => Err(Error::InvalidState("the future is already done")),
+            Some(0) => Ok(()),
+            // asyncio raises here too: the future is done, its callbacks are not.
+            Some(_) => Err(tulipa_loop::Error::Closed.into()),
         }
     }
 
@@ -388,11 +391,6 @@ impl<T: 'static> Future<T> {
         std::ptr::from_ref(self.core()).cast()
     }
 
-    /// Completes the future; false if it was already done. Wakes awaiters, schedules callbacks.
-    pub(crate) fn complete(&self, r: Result<T>) -> bool {
-        self.core().complete(r, || self.clone())
-    }
-
     /// Awaiting: the outcome if done, else registers `cx` and records this future as what the
     /// current task waits on.
     pub(crate) fn poll_outcome(&self, cx: &mut Context<'_>) -> Poll<Result<T>> {
@@ -422,20 +420,23 @@ impl<T: 'static, K: Kind> Inner<T, K> {
 
     /// As [`Future::complete`], for whoever holds the typed `Rc` (a task's own future).
     pub(crate) fn complete(self: &Rc<Self>, r: Result<T>) -> bool {
-        self.core.complete(r, || Future {
-            ptr: K::wrap(self.clone()),
-        })
+        self.core
+            .complete(r, || Future {
+                ptr: K::wrap(self.clone()),
+            })
+            .is_some()
     }
 }
 
 impl<T: 'static> Core<T> {
-    /// Completes the future; false if it was already done. Wakes awaiters, then schedules the
-    /// callbacks with the handle `me` makes (only called when there are callbacks).
-    fn complete(&self, r: Result<T>, me: impl FnOnce() -> Future<T>) -> bool {
+    /// Completes the future; `None` if it was already done, else how many done callbacks could
+    /// not be scheduled because the loop is closed. Wakes awaiters, then schedules the callbacks
+    /// with the handle `me` makes (only called when there are callbacks).
+    fn complete(&self, r: Result<T>, me: impl FnOnce() -> Future<T>) -> Option<usize> {
         let waiters = {
             let mut s = self.state.borrow_mut();
             let State::Pending(waiters) = &mut *s else {
-                return false;
+                return None;
             };
             let waiters = std::mem::take(waiters);
             *s = State::Done {
@@ -444,18 +445,30 @@ impl<T: 'static> Core<T> {
             };
             waiters
         };
+        let mut lost = 0;
         if let Some(callbacks) = waiters.wake_all().filter(|c| !c.list.is_empty()) {
             let me = me();
             for (_, cb) in callbacks.list {
-                self.schedule_callback(me.clone(), cb);
+                if !self.schedule_callback(me.clone(), cb) {
+                    lost += 1;
+                }
             }
         }
-        true
+        Some(lost)
     }
 
-    fn schedule_callback(&self, fut: Future<T>, cb: DoneCallback<T>) {
-        if let Err(e) = self.lp.call_soon(move || cb(&fut)) {
-            tracing::debug!(error = %e, created_at = %self.created_at, "done callback dropped: loop closed");
+    /// Schedules one done callback; false (and a warning) when the loop is closed.
+    fn schedule_callback(&self, fut: Future<T>, cb: DoneCallback<T>) -> bool {
+        match self.lp.call_soon(move || cb(&fut)) {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    created_at = %self.created_at,
+                    "a future completed after its loop closed: its done callback will never run"
+                );
+                false
+            }
         }
     }
 

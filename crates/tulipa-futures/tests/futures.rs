@@ -313,6 +313,28 @@ fn done_callback_added_to_a_done_future_of_a_closed_loop_is_an_error() {
 }
 
 #[test]
+fn completing_a_future_with_callbacks_after_its_loop_closed_is_an_error() {
+    // asyncio: set_result marks the future done, then call_soon raises RuntimeError.
+    let lp = virtual_loop();
+    let with_cb: Future<u32> = Future::new(&lp);
+    with_cb
+        .add_done_callback(|_| unreachable!("a closed loop runs nothing"))
+        .unwrap();
+    let without: Future<u32> = Future::new(&lp);
+    lp.close().unwrap();
+    match with_cb.set_result(1) {
+        Err(Error::Loop(e)) => assert!(matches!(*e, LoopError::Closed), "{e:?}"),
+        other => panic!("expected Err(Loop(Closed)), got {other:?}"),
+    }
+    assert!(with_cb.done(), "the future is done all the same");
+    assert_eq!(with_cb.result().unwrap(), 1);
+    // Nothing was waiting for it: nothing is lost, so no error.
+    without.set_exception(Error::InvalidState("boom")).unwrap();
+    assert!(without.done());
+    assert!(without.exception().unwrap().is_some());
+}
+
+#[test]
 fn done_callbacks_run_in_the_order_they_were_added() {
     let lp = virtual_loop();
     let f: Future<u32> = Future::new(&lp);

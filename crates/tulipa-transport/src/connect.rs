@@ -256,15 +256,15 @@ pub(crate) async fn until_made(t: &Transport, made: TaskFuture<()>) -> Result<()
 /// the connecting future itself is dropped mid-await. The abort still lets the scheduled
 /// `connection_made` run, then `connection_lost(None)` takes the protocol out of the
 /// transport, which breaks the protocol <-> transport cycle and closes the socket.
-struct AbortUnlessDone(Option<Transport>);
+pub(crate) struct AbortUnlessDone(Option<Transport>);
 
 impl AbortUnlessDone {
-    fn new(t: &Transport) -> AbortUnlessDone {
+    pub(crate) fn new(t: &Transport) -> AbortUnlessDone {
         AbortUnlessDone(Some(t.clone()))
     }
 
     /// The transport reached its caller: keep it open.
-    fn disarm(mut self) {
+    pub(crate) fn disarm(mut self) {
         self.0 = None;
     }
 }
@@ -274,7 +274,7 @@ impl Drop for AbortUnlessDone {
         if let Some(t) = self.0.take() {
             tracing::debug!(
                 transport = ?t,
-                "connect abandoned before it returned its transport; aborting it"
+                "connect or start_tls abandoned before it returned its transport; aborting it"
             );
             t.abort();
         }

@@ -254,17 +254,24 @@ impl TlsState {
     }
 
     /// Ends the connection on an error: during the handshake the handshake fails (and the
-    /// connection is aborted); after it, the user's `connection_lost` gets the error (asyncio's
-    /// `_fatal_error`).
+    /// connection is aborted; a `start_tls` protocol, which had its `connection_made`, gets the
+    /// error in `connection_lost`); after it, the user's `connection_lost` gets the error
+    /// (asyncio's `_fatal_error`).
     fn fail(self: &Rc<Self>, err: Error) {
         if let Some(t) = self.timer.borrow_mut().take() {
             t.cancel();
         }
         self.awaiting_peer.set(false);
         if !self.user_made.get() {
-            self.fail_handshake(err);
+            self.fail_handshake(err.clone());
             if let Some(s) = self.sock() {
-                s.abort();
+                if self.call_connection_made.get() {
+                    s.abort();
+                } else {
+                    // start_tls: the user's protocol knows the connection, and learns why it
+                    // ended from its `connection_lost`.
+                    s.inner.fatal_error(err);
+                }
             }
         } else if let Some(s) = self.sock() {
             let (fd, peer) = self.who();
@@ -668,14 +675,21 @@ impl Protocol for TlsProto {
             t.cancel();
         }
         st.awaiting_peer.set(false);
+        // The user's protocol is told only if it was told `connection_made`: after the
+        // handshake, or from the start for `start_tls` (it had it on the plain connection).
+        let user_knows = st.user_made.get() || !st.call_connection_made.get();
         if !st.user_made.get() {
-            let err = exc.unwrap_or_else(|| tls_err("handshake", "the connection was lost"));
+            let err = exc
+                .clone()
+                .unwrap_or_else(|| tls_err("handshake", "the connection was lost"));
             st.fail_handshake(err);
-        } else if let Some(mut u) = st.user.borrow_mut().take() {
+        }
+        // Taken out before the call, so that the protocol may use its transport meanwhile.
+        let user = st.user.borrow_mut().take();
+        if let (true, Some(mut u)) = (user_knows, user) {
             u.connection_lost(exc);
         }
         st.sock.borrow_mut().take();
-        st.user.borrow_mut().take();
     }
 
     fn pause_writing(&mut self) {
@@ -767,6 +781,14 @@ pub enum TlsSide {
 ///
 /// [`Error::Tls`] when the handshake fails or times out; [`Error::Closed`] when the connection
 /// is closing; an invalid-state error when called from inside the transport's own protocol.
+/// A bad server name or configuration fails before anything changes: the connection stays plain
+/// and its protocol in place. Once the handshake has started, a failure aborts the connection
+/// (its protocol gets `connection_lost`), as asyncio's `start_tls` closes it.
+///
+/// # Cancel safety
+///
+/// Cancelling the calling task (or dropping this future) during the handshake aborts the
+/// connection: it is half-way into TLS and nobody else could use it.
 pub async fn start_tls(transport: &Transport, side: TlsSide) -> Result<Transport> {
     if transport.tls.is_some() {
         return Err(tls_err("start_tls", "the connection already speaks TLS"));
@@ -775,22 +797,43 @@ pub async fn start_tls(transport: &Transport, side: TlsSide) -> Result<Transport
         return Err(Error::Closed);
     }
     let lp = transport.get_loop().clone();
-    let Some(user) = transport.inner.take_protocol()? else {
-        return Err(Error::Closed);
-    };
-    let mut proto = match side {
+    // The session is made before the protocol leaves the transport, so that a bad server name
+    // or configuration is an error that leaves the plain connection as it was.
+    let conn = match side {
         TlsSide::Client {
             config,
             server_name,
-        } => client(&lp, config, &server_name, user, HANDSHAKE_TIMEOUT)?.0,
-        TlsSide::Server(config) => server(&lp, config, user, HANDSHAKE_TIMEOUT)?.0,
+        } => rustls::Connection::Client(client_session(config, &server_name)?),
+        TlsSide::Server(config) => rustls::Connection::Server(
+            rustls::ServerConnection::new(config).map_err(|e| tls_err("server", e))?,
+        ),
     };
+    let Some(user) = transport.inner.take_protocol()? else {
+        return Err(Error::Closed);
+    };
+    let st = TlsState::new(&lp, conn, user);
+    st.handshake_timeout.set(HANDSHAKE_TIMEOUT);
+    let mut proto = TlsProto { st: st.clone() };
     proto.st.call_connection_made.set(false);
-    let st = proto.st.clone();
     // Start the handshake on the live socket, then let it feed the TLS layer.
     proto.connection_made(transport.clone());
     transport.inner.put_protocol(Box::new(proto));
-    handshake(st, transport).await
+    // From here the connection speaks TLS and only the returned transport can use it: a failed,
+    // cancelled or dropped handshake aborts it (asyncio's `start_tls` closes it).
+    let guard = crate::connect::AbortUnlessDone::new(transport);
+    let tls = handshake(st, transport).await?;
+    guard.disarm();
+    Ok(tls)
+}
+
+/// A rustls client session that verifies the server as `server_name`.
+fn client_session(
+    config: Arc<ClientConfig>,
+    server_name: &str,
+) -> Result<rustls::ClientConnection> {
+    let name =
+        ServerName::try_from(server_name.to_owned()).map_err(|e| tls_err("server name", e))?;
+    rustls::ClientConnection::new(config, name).map_err(|e| tls_err("client", e))
 }
 
 /// Wraps `user` in a TLS client layer for `server_name`.
@@ -801,9 +844,7 @@ pub(crate) fn client(
     user: Box<dyn Protocol>,
     timeout: Duration,
 ) -> Result<(TlsProto, Rc<TlsState>)> {
-    let name =
-        ServerName::try_from(server_name.to_owned()).map_err(|e| tls_err("server name", e))?;
-    let conn = rustls::ClientConnection::new(config, name).map_err(|e| tls_err("client", e))?;
+    let conn = client_session(config, server_name)?;
     let st = TlsState::new(lp, rustls::Connection::Client(conn), user);
     st.handshake_timeout.set(timeout);
     Ok((TlsProto { st: st.clone() }, st))

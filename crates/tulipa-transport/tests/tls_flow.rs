@@ -1247,19 +1247,26 @@ fn a_handshake_failing_on_the_server_side_is_no_unretrieved_exception() {
 
 // ---- the shutdown timeout, on virtual time -----------------------------------------------------
 
+/// Two plain transports on the ends of a socket pair, each recording into its log.
+async fn plain_socket_pair() -> tulipa_futures::Result<((Transport, Rc<Log>), (Transport, Rc<Log>))>
+{
+    let lp = tulipa_futures::rt::EventLoop::running()?;
+    let (a, b) = UnixStream::pair().unwrap();
+    let (alog, blog) = (Log::new(), Log::new());
+    let (at, amade) = Transport::from_socket(&lp, a.into(), Box::new(Rec(alog.clone())))?;
+    let (bt, bmade) = Transport::from_socket(&lp, b.into(), Box::new(Rec(blog.clone())))?;
+    amade.await?;
+    bmade.await?;
+    Ok(((at, alog), (bt, blog)))
+}
+
 /// Plain transports on the two ends of a socket pair, upgraded to TLS with `start_tls`: a pair
 /// whose bytes are in the peer's queue as soon as `send` returns, which is what a virtual-time
 /// loop needs (it never waits for the kernel).
 async fn tls_socket_pair(
     id: &Identity,
 ) -> tulipa_futures::Result<((Transport, Rc<Log>), (Transport, Rc<Log>))> {
-    let lp = tulipa_futures::rt::EventLoop::running()?;
-    let (a, b) = UnixStream::pair().unwrap();
-    let (clog, slog) = (Log::new(), Log::new());
-    let (ct, cmade) = Transport::from_socket(&lp, a.into(), Box::new(Rec(clog.clone())))?;
-    let (st, smade) = Transport::from_socket(&lp, b.into(), Box::new(Rec(slog.clone())))?;
-    cmade.await?;
-    smade.await?;
+    let ((ct, clog), (st, slog)) = plain_socket_pair().await?;
     // The server side switches first, so the client's hello finds TLS there.
     let server_cfg = id.server_config();
     let server_side: Task<Transport> =
@@ -1376,6 +1383,118 @@ fn close_gives_up_on_a_peer_that_never_answers_after_the_shutdown_timeout() {
         plog.wait_lost().await?;
         assert_eq!(tls.ending().as_deref(), Some("close_notify"));
         drop(pt);
+        Ok(())
+    })
+    .unwrap_or_else(|e| panic!("test body failed: {e}"));
+    lp.close().unwrap();
+}
+
+#[test]
+fn start_tls_with_a_bad_server_name_leaves_the_plain_connection_as_it_was() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let lp = tulipa_loop::EventLoop::new_virtual().unwrap();
+    tulipa_futures::run_until_complete(&lp, async move {
+        let id = identity();
+        let ((ct, clog), (pt, plog)) = plain_socket_pair().await?;
+        let err = tls::start_tls(
+            &ct,
+            TlsSide::Client {
+                config: id.client_config(),
+                server_name: "not a name!".into(),
+            },
+        )
+        .await
+        .expect_err("an invalid server name");
+        assert!(matches!(err, Error::Tls { .. }), "{err:?}");
+        // The protocol is still in place and the connection still plain, both ways.
+        assert!(!clog.dropped.get(), "start_tls dropped the protocol");
+        pt.write(b"still plain")?;
+        clog.wait_bytes(11).await?;
+        assert_eq!(clog.bytes.borrow().as_slice(), b"still plain");
+        ct.write(b"ok")?;
+        plog.wait_bytes(2).await?;
+        assert_eq!(clog.calls(), ["made", "data"]);
+        ct.close();
+        pt.close();
+        clog.wait_lost().await?;
+        plog.wait_lost().await?;
+        Ok(())
+    })
+    .unwrap_or_else(|e| panic!("test body failed: {e}"));
+    lp.close().unwrap();
+}
+
+#[test]
+fn cancelling_start_tls_during_the_handshake_aborts_the_connection_at_once() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let lp = tulipa_loop::EventLoop::new_virtual().unwrap();
+    let lp2 = lp.clone();
+    tulipa_futures::run_until_complete(&lp, async move {
+        let id = identity();
+        let ((ct, clog), (_pt, plog)) = plain_socket_pair().await?;
+        // The peer stays plain and never answers the ClientHello.
+        let (t, config) = (ct.clone(), id.client_config());
+        let upgrade: Task<Transport> = spawn(async move {
+            let side = TlsSide::Client {
+                config,
+                server_name: "localhost".into(),
+            };
+            Ok(tls::start_tls(&t, side).await?)
+        })?;
+        plog.wait_bytes(1).await?;
+        assert!(!upgrade.done());
+        let start = lp2.time();
+        upgrade.cancel(Some("gave up"));
+        let err = upgrade.clone().await.expect_err("cancelled");
+        assert!(err.is_cancelled(), "{err:?}");
+        // Aborted now, not when the handshake timeout fires.
+        clog.wait_lost().await?;
+        plog.wait_for("end of stream", |l| l.count("eof") + l.count("lost") > 0)
+            .await?;
+        assert!(
+            lp2.time() - start < tls::HANDSHAKE_TIMEOUT,
+            "lost only after {:?}",
+            lp2.time() - start
+        );
+        assert!(ct.is_closing());
+        assert_eq!(clog.calls(), ["made", "lost"]);
+        Ok(())
+    })
+    .unwrap_or_else(|e| panic!("test body failed: {e}"));
+    lp.close().unwrap();
+}
+
+#[test]
+fn a_start_tls_handshake_that_fails_ends_the_connection_and_tells_the_protocol_once() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let lp = tulipa_loop::EventLoop::new_virtual().unwrap();
+    tulipa_futures::run_until_complete(&lp, async move {
+        let id = identity();
+        let ((ct, clog), (pt, plog)) = plain_socket_pair().await?;
+        let (t, config) = (ct.clone(), id.client_config());
+        let upgrade: Task<Transport> = spawn(async move {
+            let side = TlsSide::Client {
+                config,
+                server_name: "localhost".into(),
+            };
+            Ok(tls::start_tls(&t, side).await?)
+        })?;
+        // The peer answers the ClientHello with plain text.
+        plog.wait_bytes(1).await?;
+        pt.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")?;
+        let err = upgrade.clone().await.expect_err("not TLS");
+        assert!(
+            err.to_string().contains("TLS") || err.to_string().contains("tls"),
+            "{err}"
+        );
+        clog.wait_lost().await?;
+        assert_eq!(clog.calls(), ["made", "lost"]);
+        assert!(
+            clog.error.borrow().is_some(),
+            "connection_lost got the failure"
+        );
+        assert!(ct.is_closing());
+        plog.wait_lost().await?;
         Ok(())
     })
     .unwrap_or_else(|e| panic!("test body failed: {e}"));
