@@ -2,7 +2,8 @@
 //! including polling the woken read at once (an executor that runs the task right away). The
 //! reader must not hold its buffer's borrow while it wakes, or that poll fails with a
 //! `BorrowMutError` panic. Covered: `feed_data`, `feed_eof` and `set_exception`, for an `async`
-//! read and a `futures-io` read.
+//! read and a `futures-io` read; and a waker whose drop uses the reader, dropped when a read
+//! replaces or forgets it.
 
 mod common;
 
@@ -116,6 +117,77 @@ fn set_exception_wakes_a_read_that_polls_inline() {
         r.set_exception(Error::Closed);
         let res = got.borrow_mut().take().expect("read done in wake");
         assert!(matches!(res, Err(Error::Closed)), "{res:?}");
+        Ok(())
+    });
+}
+
+thread_local! {
+    /// The reader that a [`TouchOnDrop`] waker reads from when it is dropped.
+    static TOUCHED: RefCell<Option<StreamReader>> = const { RefCell::new(None) };
+}
+
+/// A waker whose drop uses the reader (as a foreign executor's waker may, when its last clone
+/// drops a task that owns the reader's other handle).
+struct TouchOnDrop;
+
+impl Wake for TouchOnDrop {
+    fn wake(self: Arc<Self>) {}
+}
+
+impl Drop for TouchOnDrop {
+    fn drop(&mut self) {
+        TOUCHED.with(|r| {
+            if let Some(r) = r.borrow().as_ref() {
+                let _ = r.at_eof();
+            }
+        });
+    }
+}
+
+#[test]
+fn a_displaced_waker_is_dropped_after_the_readers_borrow() {
+    run(async {
+        let r = StreamReader::new(DEFAULT_LIMIT);
+        TOUCHED.with(|t| *t.borrow_mut() = Some(r.clone()));
+        let r2 = r.clone();
+        let mut read: Pin<Box<dyn Future<Output = Read>>> =
+            Box::pin(async move { r2.read(10).await });
+        // Registered with a waker this test does not keep: the reader holds its last clone.
+        let first = Waker::from(Arc::new(TouchOnDrop));
+        assert!(read
+            .as_mut()
+            .poll(&mut Context::from_waker(&first))
+            .is_pending());
+        drop(first);
+        // Polled again with another waker: the first one is replaced, and dropped.
+        let second = Waker::from(Arc::new(Inline));
+        assert!(read
+            .as_mut()
+            .poll(&mut Context::from_waker(&second))
+            .is_pending());
+        // The same when the read ends and forgets its waker, and when it is dropped waiting.
+        let third = Waker::from(Arc::new(TouchOnDrop));
+        assert!(read
+            .as_mut()
+            .poll(&mut Context::from_waker(&third))
+            .is_pending());
+        drop(third);
+        r.feed_data(b"xyz");
+        match read.as_mut().poll(&mut Context::from_waker(&second)) {
+            Poll::Ready(got) => assert_eq!(got?, b"xyz"),
+            Poll::Pending => panic!("data was fed"),
+        }
+        let r3 = r.clone();
+        let mut waiting: Pin<Box<dyn Future<Output = Read>>> =
+            Box::pin(async move { r3.read(10).await });
+        let fourth = Waker::from(Arc::new(TouchOnDrop));
+        assert!(waiting
+            .as_mut()
+            .poll(&mut Context::from_waker(&fourth))
+            .is_pending());
+        drop(fourth);
+        drop(waiting);
+        TOUCHED.with(|t| t.borrow_mut().take());
         Ok(())
     });
 }

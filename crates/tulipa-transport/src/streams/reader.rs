@@ -70,26 +70,29 @@ impl ReaderState {
         self.next_id
     }
 
-    /// Records `id`'s waker, replacing an earlier one of the same read.
-    fn register(&mut self, id: u64, waker: &Waker) -> Result<()> {
+    /// Records `id`'s waker, replacing an earlier one of the same read, which it returns: drop
+    /// it after the state's borrow (dropping a waker may run a foreign executor's code).
+    #[must_use = "drop the replaced waker once the state is released"]
+    fn register(&mut self, id: u64, waker: &Waker) -> Result<Option<Waker>> {
         match &mut self.waiter {
             Some((other, _)) if *other != id => {
                 Err(Error::Futures(tulipa_futures::Error::InvalidState(
                     "StreamReader: another read is already waiting for incoming data",
                 )))
             }
-            Some((_, w)) if w.will_wake(waker) => Ok(()),
-            slot => {
-                *slot = Some((id, waker.clone()));
-                Ok(())
-            }
+            Some((_, w)) if w.will_wake(waker) => Ok(None),
+            slot => Ok(slot.replace((id, waker.clone())).map(|(_, w)| w)),
         }
     }
 
-    /// Forgets `id`'s waker, if it is the one registered.
-    fn unregister(&mut self, id: u64) {
+    /// Forgets `id`'s waker, if it is the one registered, and returns it (to drop after the
+    /// state's borrow, as for [`register`](ReaderState::register)).
+    #[must_use = "drop the waker once the state is released"]
+    fn unregister(&mut self, id: u64) -> Option<Waker> {
         if matches!(self.waiter, Some((i, _)) if i == id) {
-            self.waiter = None;
+            self.waiter.take().map(|(_, w)| w)
+        } else {
+            None
         }
     }
 
@@ -186,9 +189,12 @@ impl Clone for StreamReader {
 impl Drop for StreamReader {
     fn drop(&mut self) {
         // A futures-io read abandoned while waiting must not block the other handles' reads.
-        if let Ok(mut st) = self.st.try_borrow_mut() {
-            st.unregister(self.id);
-        }
+        let stale = self
+            .st
+            .try_borrow_mut()
+            .ok()
+            .and_then(|mut st| st.unregister(self.id));
+        drop(stale);
     }
 }
 
@@ -201,9 +207,12 @@ struct Registration<'a> {
 
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
-        if let Ok(mut st) = self.st.try_borrow_mut() {
-            st.unregister(self.id);
-        }
+        let stale = self
+            .st
+            .try_borrow_mut()
+            .ok()
+            .and_then(|mut st| st.unregister(self.id));
+        drop(stale);
     }
 }
 
@@ -317,6 +326,8 @@ impl StreamReader {
         // This handle is in use again: the slice of an earlier `poll_fill_buf` is gone, and
         // its buffer need not be kept (the loan's extent stays, for `consume`).
         drop(self.lent.take());
+        // A waker this poll displaces: declared before `st`, so dropped after its borrow.
+        let stale: Option<Waker>;
         let mut st = self.st.borrow_mut();
         let eof = st.eof;
         let out = match ready(st.contiguous(), eof) {
@@ -328,12 +339,15 @@ impl StreamReader {
             }
             Step::Wait => {
                 if let Some(e) = st.exc.clone() {
-                    st.unregister(id);
+                    stale = st.unregister(id);
+                    drop(st);
+                    drop(stale);
                     return Poll::Ready(Err(e));
                 }
-                if let Err(e) = st.register(id, cx.waker()) {
-                    return Poll::Ready(Err(e));
-                }
+                stale = match st.register(id, cx.waker()) {
+                    Ok(old) => old,
+                    Err(e) => return Poll::Ready(Err(e)),
+                };
                 // This read needs more than the buffer holds: a paused transport must read
                 // again, even over the limit, or the wait never ends (`readexactly(n)` with `n`
                 // over twice the limit, `read_to_end`). asyncio's `_wait_for_data` does the same.
@@ -341,6 +355,7 @@ impl StreamReader {
                     st.paused = false;
                     let t = st.transport.clone();
                     drop(st);
+                    drop(stale);
                     if let Some(t) = t {
                         t.resume_reading();
                     }
@@ -348,9 +363,10 @@ impl StreamReader {
                 return Poll::Pending;
             }
         };
-        st.unregister(id);
+        stale = st.unregister(id);
         let resume = Self::maybe_resume(&mut st);
         drop(st);
+        drop(stale);
         if let Some(t) = resume {
             t.resume_reading();
         }
