@@ -467,3 +467,53 @@ fn reader_that_panics_stays_registered_and_runs_again() {
     assert_eq!(lp.stats().readers, 1);
     lp.close().unwrap();
 }
+
+#[cfg(not(tulipa_polling))]
+#[test]
+fn edge_reader_is_called_once_per_arrival_not_on_every_iteration() {
+    // `add_reader_edge` on Linux epoll: a reader that leaves data behind is not called again
+    // until more arrives (a level-triggered reader would make this virtual loop spin).
+    let lp = EventLoop::new_virtual().unwrap();
+    let (mut a, b) = pair();
+    a.write_all(b"x").unwrap();
+    let calls = counter();
+    let c = calls.clone();
+    lp.add_reader_edge(b.as_raw_fd(), move || c.set(c.get() + 1))
+        .unwrap();
+    stop_later(&lp, Duration::from_secs(1));
+    lp.run_forever().unwrap();
+    assert_eq!(calls.get(), 1);
+    a.write_all(b"y").unwrap();
+    stop_later(&lp, Duration::from_secs(1));
+    lp.run_forever().unwrap();
+    assert_eq!(calls.get(), 2, "new data is a new edge");
+    assert!(lp.remove_reader(b.as_raw_fd()));
+    lp.close().unwrap();
+}
+
+#[test]
+fn edge_reader_sees_the_end_that_came_with_the_data() {
+    // Data and the peer's end arrive before the loop looks: one edge. The reader's first read
+    // is short (it got the data); the loop must call it again so that it reads the end.
+    let lp = EventLoop::new_virtual().unwrap();
+    let (mut a, b) = pair();
+    a.write_all(b"last words").unwrap();
+    a.shutdown(std::net::Shutdown::Write).unwrap();
+    let reads = Rc::new(RefCell::new(Vec::new()));
+    let (r, lp2, fd) = (reads.clone(), lp.clone(), b.as_raw_fd());
+    let mut rb = b.try_clone().unwrap();
+    lp.add_reader_edge(fd, move || {
+        let mut buf = [0u8; 4096];
+        let n = rb.read(&mut buf).unwrap();
+        r.borrow_mut().push(n);
+        if n == 0 {
+            assert!(lp2.remove_reader(fd));
+            lp2.stop();
+        }
+    })
+    .unwrap();
+    stop_later(&lp, Duration::from_secs(1));
+    lp.run_forever().unwrap();
+    assert_eq!(*reads.borrow(), [10, 0], "the end was read after the data");
+    lp.close().unwrap();
+}

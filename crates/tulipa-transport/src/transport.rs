@@ -85,6 +85,8 @@ pub(crate) struct Inner {
     /// The local address: read on first request (or to tell TCP from Unix sockets).
     local: OnceCell<Option<SockAddr>>,
     is_tcp: bool,
+    /// A byte stream: read edge-triggered (see `on_readable`).
+    stream: bool,
     /// Told once the connection is over for its server (see [`Detach`]).
     detach: Cell<Option<Weak<dyn Detach>>>,
 }
@@ -129,11 +131,14 @@ impl Transport {
             .map_err(|e| Error::io("set_nonblocking", e))?;
         let local = sock.local_addr().ok();
         let is_tcp = local.as_ref().and_then(SockAddr::as_socket).is_some();
+        // Only a byte stream may be read edge-triggered: a short read there means drained,
+        // while a `SOCK_SEQPACKET` read returns one record and may leave more behind.
+        let stream = matches!(sock.r#type(), Ok(t) if t == socket2::Type::STREAM);
         Self::attach(
             lp,
             sock,
             protocol,
-            is_tcp,
+            (is_tcp, stream),
             OnceCell::new(),
             OnceCell::from(local),
         )
@@ -158,7 +163,8 @@ impl Transport {
             lp,
             sock,
             protocol,
-            is_tcp,
+            // Accepted from one of our stream listeners: a byte stream.
+            (is_tcp, true),
             OnceCell::from(Some(peer)),
             OnceCell::new(),
         )
@@ -168,7 +174,7 @@ impl Transport {
         lp: &EventLoop,
         sock: Socket,
         protocol: Box<dyn Protocol>,
-        is_tcp: bool,
+        (is_tcp, stream): (bool, bool),
         peer: OnceCell<Option<SockAddr>>,
         local: OnceCell<Option<SockAddr>>,
     ) -> Result<(Transport, Future<()>)> {
@@ -195,6 +201,7 @@ impl Transport {
             discarded: Cell::new(0),
             flow: Flow::default(),
             is_tcp,
+            stream,
             detach: Cell::new(None),
         });
         let t = Transport { inner, tls: None };
@@ -623,7 +630,13 @@ impl Inner {
             return;
         }
         let me = self.clone();
-        if let Err(e) = self.lp.add_reader(self.fd, move || me.on_readable()) {
+        let added = if self.stream {
+            // `on_readable` drains a byte stream (see there), so it may be edge-triggered.
+            self.lp.add_reader_edge(self.fd, move || me.on_readable())
+        } else {
+            self.lp.add_reader(self.fd, move || me.on_readable())
+        };
+        if let Err(e) = added {
             self.reader_on.set(false);
             self.fatal_error(e.into());
         }
@@ -694,13 +707,30 @@ impl Inner {
         *self.protocol.borrow_mut() = Some(p);
     }
 
+    /// One read per call. A byte stream's reader is edge-triggered: a read shorter than the
+    /// buffer took everything the kernel had, and new data brings a new call; a read that filled
+    /// the buffer may have left more, so the read is run again on the next iteration (as a
+    /// level-triggered reader would be, and after the other ready connections).
     fn on_readable(self: &Rc<Self>) {
         if self.lost.get() || !self.reading.get() {
             return;
         }
-        if self.read_into_protocol_buffer() {
-            return;
+        let full = match self.read_into_protocol_buffer() {
+            Some(full) => full,
+            None => self.read_into_shared_buffer(),
+        };
+        if full && self.stream && self.reader_on.get() {
+            let me = self.clone();
+            if let Err(e) = self.lp.call_soon(move || me.on_readable()) {
+                tracing::debug!(fd = self.fd, error = %e, "read again: the loop is closed");
+            }
         }
+    }
+
+    /// The `data_received` path: read into the thread's shared buffer, hand the bytes over.
+    /// True when the read filled the buffer.
+    fn read_into_shared_buffer(self: &Rc<Self>) -> bool {
+        let mut full = false;
         let mut local = Vec::new();
         READ_BUF.with(|shared| {
             let mut shared = shared.try_borrow_mut();
@@ -721,6 +751,7 @@ impl Inner {
                     self.read_eof();
                 }
                 Ok(n) => {
+                    full = n == buf.len();
                     let data = &buf[..n];
                     self.call_protocol("data_received", |p| p.data_received(data));
                 }
@@ -728,22 +759,24 @@ impl Inner {
                 Err(e) => self.fatal_error(Error::io("recv", e)),
             }
         });
+        full
     }
 
-    /// The `BufferedProtocol` path: read straight into the protocol's own buffer. Returns false
-    /// when the protocol offers no buffer (then `data_received` is used).
-    fn read_into_protocol_buffer(self: &Rc<Self>) -> bool {
+    /// The `BufferedProtocol` path: read straight into the protocol's own buffer. `None` when
+    /// the protocol offers no buffer (then `data_received` is used), else whether the read
+    /// filled the buffer.
+    fn read_into_protocol_buffer(self: &Rc<Self>) -> Option<bool> {
         enum Got {
             NoBuffer,
             Eof,
-            Data,
+            Data { full: bool },
             Nothing,
             Failed(Error),
         }
         let mut got = Got::NoBuffer;
         let sock_ref = self.sock.borrow();
         let Some(sock) = sock_ref.as_ref() else {
-            return true;
+            return Some(false);
         };
         self.call_protocol("get_buffer", |p| {
             let Some(buf) = p.get_buffer(READ_SIZE) else {
@@ -758,8 +791,9 @@ impl Inner {
             got = match (&*sock).read(buf) {
                 Ok(0) => Got::Eof,
                 Ok(n) => {
+                    let full = n == buf.len();
                     p.buffer_updated(n);
-                    Got::Data
+                    Got::Data { full }
                 }
                 Err(e) if retry(&e) => Got::Nothing,
                 Err(e) => Got::Failed(Error::io("recv", e)),
@@ -767,15 +801,16 @@ impl Inner {
         });
         drop(sock_ref);
         match got {
-            Got::NoBuffer => false,
-            Got::Data | Got::Nothing => true,
+            Got::NoBuffer => None,
+            Got::Data { full } => Some(full),
+            Got::Nothing => Some(false),
             Got::Eof => {
                 self.read_eof();
-                true
+                Some(false)
             }
             Got::Failed(e) => {
                 self.fatal_error(e);
-                true
+                Some(false)
             }
         }
     }

@@ -1,7 +1,8 @@
 //! Platform code, chosen here and nowhere else.
 //!
 //! Each backend provides:
-//! - `poller`: `Poller` (level-triggered registration of raw file descriptors: `register`,
+//! - `poller`: `Poller` (level-triggered registration of raw file descriptors, edge-triggered
+//!   where asked and supported: `register`,
 //!   `delete`, tolerant of descriptors the user closed without removing them; `wait`; `notify`
 //!   from any thread) and the `Events` buffer a wait fills;
 //! - `signal`: a self-pipe per caught signal (the handler only writes a byte; the loop reads it

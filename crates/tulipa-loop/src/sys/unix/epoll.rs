@@ -1,5 +1,6 @@
-//! The Linux poller: epoll driven directly through `rustix`, level-triggered, with an `eventfd`
-//! for wake-ups from other threads.
+//! The Linux poller: epoll driven directly through `rustix`, level-triggered (edge-triggered for
+//! the fds whose reader drains them, see `EventLoop::add_reader_edge`), with an `eventfd` for
+//! wake-ups from other threads.
 //!
 //! Why not `polling` here: its epoll backend re-arms a one-shot `timerfd` and its notifier on
 //! every wait (`timerfd_settime`, two `epoll_ctl`, a `read` of the notifier), five syscalls where
@@ -35,6 +36,8 @@ pub(crate) struct Ready {
     pub(crate) fd: RawFd,
     pub(crate) readable: bool,
     pub(crate) writable: bool,
+    /// The peer ended its side or the fd failed: no further edge will come for what is left.
+    pub(crate) hangup: bool,
 }
 
 /// The buffer one wait fills; owned by the loop, reused across waits.
@@ -73,6 +76,7 @@ impl Events {
                 fd: data as RawFd,
                 readable: f.intersects(read_flags() | EventFlags::RDHUP),
                 writable: f.intersects(write_flags()),
+                hangup: f.intersects(EventFlags::RDHUP | EventFlags::HUP | EventFlags::ERR),
             })
         })
     }
@@ -114,12 +118,14 @@ impl Poller {
         Ok(Poller { epoll, notifier })
     }
 
-    /// Registers `fd` for the given interest (level-triggered), or updates its registration.
+    /// Registers `fd` for the given interest (level-triggered unless `edge`), or updates its
+    /// registration.
     pub(crate) fn register(
         &self,
         fd: RawFd,
         readable: bool,
         writable: bool,
+        edge: bool,
         existing: bool,
     ) -> io::Result<()> {
         if fd < 0 {
@@ -127,7 +133,13 @@ impl Poller {
                 rustix::io::Errno::BADF.raw_os_error(),
             ));
         }
-        let mut flags = EventFlags::empty();
+        // Edge-triggered, the end of the peer's stream is asked for too (`RDHUP`): data and the
+        // end arriving together are one edge, and the loop must learn that an end is left.
+        let mut flags = if edge {
+            EventFlags::ET | EventFlags::RDHUP
+        } else {
+            EventFlags::empty()
+        };
         if readable {
             flags |= read_flags();
         }

@@ -21,6 +21,8 @@ pub(crate) struct Ready {
     pub(crate) fd: RawFd,
     pub(crate) readable: bool,
     pub(crate) writable: bool,
+    /// Always false: this backend is level-triggered only.
+    pub(crate) hangup: bool,
 }
 
 /// The buffer one wait fills; owned by the loop, reused across waits.
@@ -43,6 +45,7 @@ impl Events {
             fd: ev.key as RawFd,
             readable: ev.readable,
             writable: ev.writable,
+            hangup: false,
         })
     }
 
@@ -71,12 +74,15 @@ impl Poller {
         polling::Poller::new().map(Poller)
     }
 
-    /// Registers `fd` for the given interest, or updates an existing registration.
+    /// Registers `fd` for the given interest, or updates an existing registration. Always
+    /// level-triggered: `edge` is a hint that every reader drains, and level-triggered
+    /// notification is correct for those too (edge mode is not on every `polling` backend).
     pub(crate) fn register(
         &self,
         fd: RawFd,
         readable: bool,
         writable: bool,
+        _edge: bool,
         existing: bool,
     ) -> io::Result<()> {
         if fd < 0 {
