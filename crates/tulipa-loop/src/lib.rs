@@ -38,7 +38,8 @@
 //! - One iteration runs only the callbacks that were ready when it started.
 //! - A panicking callback never stops the loop: it is reported to the exception handler
 //!   ([`EventLoop::set_exception_handler`]), by default logged through `tracing`.
-//! - fd callbacks are level-triggered: they run on every iteration while the fd stays ready.
+//! - fd callbacks are level-triggered: they run on every iteration while the fd stays ready
+//!   (`add_reader_edge` is for readers that drain their fd; see there).
 //! - Misuse (running a closed loop, nesting loops on one thread) returns an [`Error`], never a
 //!   panic or a hang.
 //!

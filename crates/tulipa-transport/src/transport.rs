@@ -1,9 +1,10 @@
 //! The stream transport over a socket (PEP 3156 "Transports"; asyncio's
 //! `_SelectorSocketTransport`), used for TCP and Unix stream sockets.
 //!
-//! Reading: the socket's fd has a level-triggered reader on the loop; each readiness reads once
-//! (at most 64 KiB, into a buffer shared by the thread's transports) and hands the bytes to
-//! `data_received`. Writing: `write` tries the socket at once when nothing is buffered and only
+//! Reading: the socket's fd has a reader on the loop, edge-triggered for a byte stream
+//! (`EventLoop::add_reader_edge`); each readiness reads once (at most 64 KiB, into a buffer
+//! shared by the thread's transports) and hands the bytes to `data_received`. A short read took
+//! all the kernel had; a full one is followed by another read on the next iteration. Writing: `write` tries the socket at once when nothing is buffered and only
 //! buffers (and registers for writability) what the socket did not take; the registration stays
 //! until the buffer is empty. So a busy connection costs one `recv` and one `send` per message and
 //! no other syscall. The addresses are read once each, when first asked for (an accepted
