@@ -1389,11 +1389,21 @@ fn close_gives_up_on_a_peer_that_never_answers_after_the_shutdown_timeout() {
     lp.close().unwrap();
 }
 
-#[test]
-fn start_tls_with_a_bad_server_name_leaves_the_plain_connection_as_it_was() {
+/// Runs `body` on a fresh virtual-time loop, serialised with the other tests; a failure panics.
+fn on_virtual_loop<F>(body: impl FnOnce(tulipa_loop::EventLoop) -> F)
+where
+    F: std::future::Future<Output = tulipa_futures::Result<()>> + 'static,
+{
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let lp = tulipa_loop::EventLoop::new_virtual().unwrap();
-    tulipa_futures::run_until_complete(&lp, async move {
+    tulipa_futures::run_until_complete(&lp, body(lp.clone()))
+        .unwrap_or_else(|e| panic!("test body failed: {e}"));
+    lp.close().unwrap();
+}
+
+#[test]
+fn start_tls_with_a_bad_server_name_leaves_the_plain_connection_as_it_was() {
+    on_virtual_loop(|_| async move {
         let id = identity();
         let ((ct, clog), (pt, plog)) = plain_socket_pair().await?;
         let err = tls::start_tls(
@@ -1419,17 +1429,12 @@ fn start_tls_with_a_bad_server_name_leaves_the_plain_connection_as_it_was() {
         clog.wait_lost().await?;
         plog.wait_lost().await?;
         Ok(())
-    })
-    .unwrap_or_else(|e| panic!("test body failed: {e}"));
-    lp.close().unwrap();
+    });
 }
 
 #[test]
 fn cancelling_start_tls_during_the_handshake_aborts_the_connection_at_once() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let lp = tulipa_loop::EventLoop::new_virtual().unwrap();
-    let lp2 = lp.clone();
-    tulipa_futures::run_until_complete(&lp, async move {
+    on_virtual_loop(|lp2| async move {
         let id = identity();
         let ((ct, clog), (_pt, plog)) = plain_socket_pair().await?;
         // The peer stays plain and never answers the ClientHello.
@@ -1459,16 +1464,12 @@ fn cancelling_start_tls_during_the_handshake_aborts_the_connection_at_once() {
         assert!(ct.is_closing());
         assert_eq!(clog.calls(), ["made", "lost"]);
         Ok(())
-    })
-    .unwrap_or_else(|e| panic!("test body failed: {e}"));
-    lp.close().unwrap();
+    });
 }
 
 #[test]
 fn a_start_tls_handshake_that_fails_ends_the_connection_and_tells_the_protocol_once() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let lp = tulipa_loop::EventLoop::new_virtual().unwrap();
-    tulipa_futures::run_until_complete(&lp, async move {
+    on_virtual_loop(|_| async move {
         let id = identity();
         let ((ct, clog), (pt, plog)) = plain_socket_pair().await?;
         let (t, config) = (ct.clone(), id.client_config());
@@ -1496,9 +1497,7 @@ fn a_start_tls_handshake_that_fails_ends_the_connection_and_tells_the_protocol_o
         assert!(ct.is_closing());
         plog.wait_lost().await?;
         Ok(())
-    })
-    .unwrap_or_else(|e| panic!("test body failed: {e}"));
-    lp.close().unwrap();
+    });
 }
 
 // ---- file descriptors --------------------------------------------------------------------------

@@ -189,13 +189,17 @@ impl Clone for StreamReader {
 impl Drop for StreamReader {
     fn drop(&mut self) {
         // A futures-io read abandoned while waiting must not block the other handles' reads.
-        let stale = self
-            .st
-            .try_borrow_mut()
-            .ok()
-            .and_then(|mut st| st.unregister(self.id));
-        drop(stale);
+        forget(&self.st, self.id);
     }
+}
+
+/// Forgets read `id`'s waker, if registered; the waker is dropped after the state's borrow.
+fn forget(st: &RefCell<ReaderState>, id: u64) {
+    let stale = st
+        .try_borrow_mut()
+        .ok()
+        .and_then(|mut st| st.unregister(id));
+    drop(stale);
 }
 
 /// An `async` read's registration: forgotten when the read ends or is dropped (cancelled), so
@@ -207,12 +211,7 @@ struct Registration<'a> {
 
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
-        let stale = self
-            .st
-            .try_borrow_mut()
-            .ok()
-            .and_then(|mut st| st.unregister(self.id));
-        drop(stale);
+        forget(self.st, self.id);
     }
 }
 
