@@ -1401,6 +1401,18 @@ where
     lp.close().unwrap();
 }
 
+/// A task upgrading `t` to a TLS client of `localhost` with `start_tls`.
+fn spawn_client_upgrade(t: &Transport, id: &Identity) -> tulipa_futures::Result<Task<Transport>> {
+    let (t, config) = (t.clone(), id.client_config());
+    spawn(async move {
+        let side = TlsSide::Client {
+            config,
+            server_name: "localhost".into(),
+        };
+        Ok(tls::start_tls(&t, side).await?)
+    })
+}
+
 #[test]
 fn start_tls_with_a_bad_server_name_leaves_the_plain_connection_as_it_was() {
     on_virtual_loop(|_| async move {
@@ -1438,14 +1450,7 @@ fn cancelling_start_tls_during_the_handshake_aborts_the_connection_at_once() {
         let id = identity();
         let ((ct, clog), (_pt, plog)) = plain_socket_pair().await?;
         // The peer stays plain and never answers the ClientHello.
-        let (t, config) = (ct.clone(), id.client_config());
-        let upgrade: Task<Transport> = spawn(async move {
-            let side = TlsSide::Client {
-                config,
-                server_name: "localhost".into(),
-            };
-            Ok(tls::start_tls(&t, side).await?)
-        })?;
+        let upgrade = spawn_client_upgrade(&ct, &id)?;
         plog.wait_bytes(1).await?;
         assert!(!upgrade.done());
         let start = lp2.time();
@@ -1472,14 +1477,7 @@ fn a_start_tls_handshake_that_fails_ends_the_connection_and_tells_the_protocol_o
     on_virtual_loop(|_| async move {
         let id = identity();
         let ((ct, clog), (pt, plog)) = plain_socket_pair().await?;
-        let (t, config) = (ct.clone(), id.client_config());
-        let upgrade: Task<Transport> = spawn(async move {
-            let side = TlsSide::Client {
-                config,
-                server_name: "localhost".into(),
-            };
-            Ok(tls::start_tls(&t, side).await?)
-        })?;
+        let upgrade = spawn_client_upgrade(&ct, &id)?;
         // The peer answers the ClientHello with plain text.
         plog.wait_bytes(1).await?;
         pt.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")?;
