@@ -505,8 +505,11 @@ impl EventLoop {
     }
 
     /// As [`add_reader`](EventLoop::add_reader), for a reader that **drains** `fd` each time it is
-    /// called: it reads until the fd would block, or until a read of a stream socket returns
-    /// less than it asked for (the kernel had no more). The loop may then watch `fd`
+    /// called: it reads until the fd would block, or, for a TCP socket, until a read returns
+    /// less than it asked for (the kernel had no more; urgent data, which stops a read early,
+    /// raises `EPOLLPRI`, and the loop then watches the fd level-triggered). Other sockets can
+    /// return short reads with more queued (a `SOCK_SEQPACKET` record, an AF_UNIX message that
+    /// carried fds): read those until they would block. The loop may then watch `fd`
     /// edge-triggered, and call `f` once per arrival of new data instead of on every iteration
     /// while data is buffered: one scan less per ready fd in every wait, which is what keeps a
     /// busy server's round-trip tail short. Tulipa's stream transports read this way.
@@ -953,9 +956,10 @@ impl Core {
         n
     }
 
-    /// An edge-triggered fd whose peer ended (or that failed) goes level-triggered: its data and
-    /// its end may have come as one edge, and a draining reader's short read leaves the end
-    /// unread, so it must be reported again until the reader has seen it.
+    /// An edge-triggered fd whose peer ended, that failed, or that got urgent data goes
+    /// level-triggered: its data and its end may have come as one edge, and a draining reader's
+    /// short read leaves the end (or what follows the urgent mark) unread, so it must be
+    /// reported again until the reader has seen it.
     fn to_level_triggered(&self, poller: &Poller, fd: RawFd) {
         let mut io = self.io.borrow_mut();
         let Some(slot) = io.get_mut(&fd) else { return };

@@ -282,7 +282,9 @@ impl Server {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] when a socket cannot be made non-blocking.
+    /// [`Error::Io`] when a socket cannot be made non-blocking, and (kind `InvalidInput`) when a
+    /// socket is not a byte stream (`SOCK_STREAM`), as asyncio refuses one: the transports of
+    /// accepted connections read a stream.
     pub fn from_sockets(
         lp: &EventLoop,
         sockets: Vec<Socket>,
@@ -290,6 +292,19 @@ impl Server {
         backlog: i32,
     ) -> Result<Server> {
         for sock in &sockets {
+            match sock.r#type() {
+                Ok(t) if t == socket2::Type::STREAM => {}
+                Ok(t) => {
+                    return Err(Error::io(
+                        "from_sockets",
+                        std::io::Error::new(
+                            std::io::ErrorKind::InvalidInput,
+                            format!("a stream socket was expected, got {t:?}"),
+                        ),
+                    ))
+                }
+                Err(e) => return Err(Error::io("getsockopt(SO_TYPE) on a listening socket", e)),
+            }
             sock.set_nonblocking(true)
                 .map_err(|e| Error::io("set_nonblocking on a listening socket", e))?;
         }

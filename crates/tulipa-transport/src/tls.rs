@@ -295,6 +295,10 @@ impl TlsState {
             if let Ok(Some(e)) = self.handshake.exception() {
                 tracing::debug!(error = %e, "TLS handshake of an accepted connection failed");
             }
+        } else if !self.call_connection_made.get() {
+            // start_tls: its caller gets the error if it still awaits, and the protocol gets it
+            // in `connection_lost`; a dropped start_tls must not be reported as never retrieved.
+            let _ = self.handshake.exception();
         }
     }
 
@@ -818,6 +822,8 @@ pub async fn start_tls(transport: &Transport, side: TlsSide) -> Result<Transport
     // Start the handshake on the live socket, then let it feed the TLS layer.
     proto.connection_made(transport.clone());
     transport.inner.put_protocol(Box::new(proto));
+    // The handshake must read even if the protocol had paused reading (asyncio resumes too).
+    transport.resume_reading();
     // From here the connection speaks TLS and only the returned transport can use it: a failed,
     // cancelled or dropped handshake aborts it (asyncio's `start_tls` closes it).
     let guard = crate::connect::AbortUnlessDone::new(transport);

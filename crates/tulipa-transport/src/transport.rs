@@ -1,7 +1,7 @@
 //! The stream transport over a socket (PEP 3156 "Transports"; asyncio's
 //! `_SelectorSocketTransport`), used for TCP and Unix stream sockets.
 //!
-//! Reading: the socket's fd has a reader on the loop, edge-triggered for a byte stream
+//! Reading: the socket's fd has a reader on the loop, edge-triggered for TCP
 //! (`EventLoop::add_reader_edge`); each readiness reads once (at most 64 KiB, into a buffer
 //! shared by the thread's transports) and hands the bytes to `data_received`. A short read took
 //! all the kernel had; a full one is followed by another read on the next iteration. Writing: `write` tries the socket at once when nothing is buffered and only
@@ -86,7 +86,7 @@ pub(crate) struct Inner {
     /// The local address: read on first request (or to tell TCP from Unix sockets).
     local: OnceCell<Option<SockAddr>>,
     is_tcp: bool,
-    /// A byte stream: read edge-triggered (see `on_readable`).
+    /// A TCP stream: read edge-triggered (see `on_readable`).
     stream: bool,
     /// Told once the connection is over for its server (see [`Detach`]).
     detach: Cell<Option<Weak<dyn Detach>>>,
@@ -132,9 +132,11 @@ impl Transport {
             .map_err(|e| Error::io("set_nonblocking", e))?;
         let local = sock.local_addr().ok();
         let is_tcp = local.as_ref().and_then(SockAddr::as_socket).is_some();
-        // Only a byte stream may be read edge-triggered: a short read there means drained,
-        // while a `SOCK_SEQPACKET` read returns one record and may leave more behind.
-        let stream = matches!(sock.r#type(), Ok(t) if t == socket2::Type::STREAM);
+        // Only TCP is read edge-triggered: a short read there means drained (but for urgent
+        // data, which raises `EPOLLPRI`). A `SOCK_SEQPACKET` read returns one record, and an
+        // AF_UNIX stream read stops at a message that carried fds or other credentials, so
+        // either may leave more behind with no new edge.
+        let stream = is_tcp && matches!(sock.r#type(), Ok(t) if t == socket2::Type::STREAM);
         Self::attach(
             lp,
             sock,
@@ -164,8 +166,8 @@ impl Transport {
             lp,
             sock,
             protocol,
-            // Accepted from one of our stream listeners: a byte stream.
-            (is_tcp, true),
+            // Accepted from a stream listener (`from_sockets` refuses others).
+            (is_tcp, is_tcp),
             OnceCell::from(Some(peer)),
             OnceCell::new(),
         )
@@ -708,10 +710,10 @@ impl Inner {
         *self.protocol.borrow_mut() = Some(p);
     }
 
-    /// One read per call. A byte stream's reader is edge-triggered: a read shorter than the
-    /// buffer took everything the kernel had, and new data brings a new call; a read that filled
-    /// the buffer may have left more, so the read is run again on the next iteration (as a
-    /// level-triggered reader would be, and after the other ready connections).
+    /// One read per call. A TCP stream's reader is edge-triggered: a read shorter than the
+    /// buffer took everything the kernel had (urgent data ends the edge mode, see the loop), and
+    /// new data brings a new call; a read that filled the buffer may have left more, so the read
+    /// is run again on the next iteration, as a level-triggered wait would report it.
     fn on_readable(self: &Rc<Self>) {
         if self.lost.get() || !self.reading.get() {
             return;
@@ -720,9 +722,17 @@ impl Inner {
             Some(full) => full,
             None => self.read_into_shared_buffer(),
         };
-        if full && self.stream && self.reader_on.get() {
+        // While a writer is registered the fd is level-triggered: the next wait reports it.
+        if full && self.stream && self.reader_on.get() && !self.writer_on.get() {
             let me = self.clone();
-            if let Err(e) = self.lp.call_soon(move || me.on_readable()) {
+            // Checked again when it runs: a `close` or `pause_reading` in between removes the
+            // reader, and a closed transport must not read (nor call its protocol) any more.
+            let again = move || {
+                if me.reader_on.get() {
+                    me.on_readable();
+                }
+            };
+            if let Err(e) = self.lp.call_soon(again) {
                 tracing::debug!(fd = self.fd, error = %e, "read again: the loop is closed");
             }
         }

@@ -1,6 +1,8 @@
 //! `BufferedProtocol`: bytes land in the protocol's own buffer, without a copy: the transport
 //! reads into `get_buffer`'s slice, and the copying `data_received` fallback is never used.
 
+mod common;
+
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
@@ -209,4 +211,45 @@ fn accepted_connections_read_into_the_buffered_protocol_without_a_copy() {
         Ok(())
     })
     .unwrap();
+}
+
+#[test]
+fn a_small_buffer_gets_everything_already_queued_without_a_new_arrival() {
+    // Edge-triggered reading: one edge for 20,000 queued bytes, a 1,000-byte buffer. Each full
+    // buffer must be followed by another read, since the peer sends nothing more (and stays
+    // open, so no end of stream brings an edge either).
+    let n = 20_000;
+    let payload: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+    let (peer, sock) = common::queued_tcp_pair(&payload);
+    run(async move {
+        let lp = tulipa_futures::rt::EventLoop::running()?;
+        let (calls, out, done) = (
+            Rc::new(RefCell::new(Vec::new())),
+            Rc::new(RefCell::new(Vec::new())),
+            Event::new(),
+        );
+        let collector = Buffered(Collector {
+            buf: vec![0; 1000],
+            filled: 0,
+            calls: calls.clone(),
+            out: out.clone(),
+            done: done.clone(),
+        });
+        let (t, made) = Transport::from_socket(&lp, sock, Box::new(collector))?;
+        made.await?;
+        let all_in = async {
+            while out.borrow().len() < n {
+                tulipa_futures::sleep(std::time::Duration::ZERO).await?;
+            }
+            Ok::<_, tulipa_futures::Error>(())
+        };
+        tulipa_futures::timeout(std::time::Duration::from_secs(30), all_in).await?;
+        assert!(*out.borrow() == payload, "every byte, in order");
+        assert!(calls.borrow().iter().all(|&k| k <= 1000));
+        t.close();
+        done.wait().await?;
+        Ok::<_, tulipa_futures::Error>(())
+    })
+    .unwrap();
+    drop(peer);
 }

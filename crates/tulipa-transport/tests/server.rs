@@ -485,6 +485,33 @@ fn from_sockets_makes_a_blocking_listener_non_blocking_and_serves_it() {
 }
 
 #[test]
+fn from_sockets_refuses_a_listener_that_is_not_a_byte_stream() {
+    // asyncio: "A Stream Socket was expected". Accepted connections are read as streams.
+    run(async {
+        let dir = std::env::temp_dir().join(format!("tulipa-seqpacket-{}", std::process::id()));
+        let _ = std::fs::remove_file(&dir);
+        let listener =
+            socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::SEQPACKET, None).unwrap();
+        listener
+            .bind(&socket2::SockAddr::unix(&dir).unwrap())
+            .unwrap();
+        listener.listen(4).unwrap();
+        let (factory, _logs) = logging_factory();
+        let lp = tulipa_futures::rt::EventLoop::running()?;
+        let err = tulipa_transport::Server::from_sockets(&lp, vec![listener], Rc::new(factory), 8)
+            .expect_err("a SOCK_SEQPACKET listener");
+        match &err {
+            tulipa_transport::Error::Io { source, .. } => {
+                assert_eq!(source.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+            }
+            other => panic!("expected an I/O error, got {other:?}"),
+        }
+        let _ = std::fs::remove_file(&dir);
+        Ok(())
+    });
+}
+
+#[test]
 fn an_empty_host_listens_on_every_interface() {
     run(async {
         let (factory, logs) = logging_factory();

@@ -635,3 +635,88 @@ fn sixteen_mib_each_way_through_an_echo_protocol_with_flow_control() {
         Ok(())
     });
 }
+
+#[test]
+fn bytes_queued_beyond_one_read_buffer_all_arrive_without_a_new_arrival() {
+    // Edge-triggered reading: one edge for everything already queued, more than one 64 KiB
+    // read takes. A full read must be followed by another, or the rest waits for data that
+    // never comes.
+    let n = 3 * tulipa_transport::READ_SIZE / 2;
+    run(async move {
+        let lp = tulipa_futures::rt::EventLoop::running()?;
+        let (_peer, sock) = common::queued_tcp_pair(&pattern(n));
+        let log = common::Log::new();
+        let (t, made) =
+            tulipa_transport::Transport::from_socket(&lp, sock, Box::new(common::Rec::new(&log)))?;
+        made.await?;
+        log.wait_bytes(n).await?;
+        assert_eq!(log.received(), pattern(n));
+        assert_eq!(log.kinds(), ["made", "data"]);
+        t.close();
+        log.wait_lost().await?;
+        Ok(())
+    });
+}
+
+#[test]
+fn a_close_between_a_full_read_and_the_next_reads_nothing_more() {
+    // A read that fills the buffer is followed by another on the next iteration; a close that
+    // comes first (here from a callback the protocol scheduled) must stop it: a closing
+    // transport calls `data_received` no more. Output stays buffered (the peer does not read),
+    // so the transport is closing, not lost, when that next read would run.
+    let n = 3 * tulipa_transport::READ_SIZE / 2;
+    run(async move {
+        let lp = tulipa_futures::rt::EventLoop::running()?;
+        let (_peer, sock) = common::queued_tcp_pair(&pattern(n));
+        let log = common::Log::new();
+        let lp2 = lp.clone();
+        let rec = common::Rec::new(&log).on_data(move |t, _| {
+            if t.is_closing() {
+                return;
+            }
+            let t = t.clone();
+            lp2.call_soon(move || {
+                t.write(&vec![0; 16 << 20]).unwrap();
+                t.close();
+            })
+            .unwrap();
+        });
+        let (t, made) = tulipa_transport::Transport::from_socket(&lp, sock, Box::new(rec))?;
+        made.await?;
+        log.wait_bytes(1).await?;
+        until(|| t.is_closing()).await?;
+        settle(5).await?;
+        assert_eq!(
+            log.received_len(),
+            tulipa_transport::READ_SIZE,
+            "one read, then none"
+        );
+        assert!(t.get_write_buffer_size() > 0, "still flushing, not lost");
+        t.abort();
+        log.wait_lost().await?;
+        Ok(())
+    });
+}
+
+#[test]
+fn urgent_data_in_the_middle_does_not_stall_the_rest() {
+    // A TCP read stops at the urgent mark, short, with more queued behind it; the kernel raises
+    // `EPOLLPRI`, and the loop watches the fd level-triggered from then on, so the rest is read.
+    run(async move {
+        let lp = tulipa_futures::rt::EventLoop::running()?;
+        let (peer, sock) = common::queued_tcp_pair(b"ab");
+        let peer = socket2::Socket::from(peer);
+        peer.send_out_of_band(b"!").unwrap();
+        peer.send(b"cdef").unwrap();
+        let log = common::Log::new();
+        let (t, made) =
+            tulipa_transport::Transport::from_socket(&lp, sock, Box::new(common::Rec::new(&log)))?;
+        made.await?;
+        log.wait_bytes(6).await?;
+        // The urgent byte itself is out of band (no SO_OOBINLINE): not part of the stream.
+        assert_eq!(log.received(), b"abcdef");
+        t.close();
+        log.wait_lost().await?;
+        Ok(())
+    });
+}

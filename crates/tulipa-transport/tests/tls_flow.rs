@@ -1498,6 +1498,60 @@ fn a_start_tls_handshake_that_fails_ends_the_connection_and_tells_the_protocol_o
     });
 }
 
+#[test]
+fn start_tls_reads_the_handshake_even_if_the_protocol_paused_reading() {
+    on_virtual_loop(|lp| async move {
+        let id = identity();
+        let ((ct, _clog), (st, _slog)) = plain_socket_pair().await?;
+        ct.pause_reading();
+        st.pause_reading();
+        let start = lp.time();
+        let server_cfg = id.server_config();
+        let server_side: Task<Transport> =
+            spawn(async move { Ok(tls::start_tls(&st, TlsSide::Server(server_cfg)).await?) })?;
+        let client = spawn_client_upgrade(&ct, &id)?.await?;
+        let server = server_side.await?;
+        assert!(
+            lp.time() - start < tls::HANDSHAKE_TIMEOUT,
+            "the handshake waited {:?}",
+            lp.time() - start
+        );
+        assert!(client.is_reading() && server.is_reading());
+        client.abort();
+        server.abort();
+        Ok(())
+    });
+}
+
+#[test]
+fn a_dropped_start_tls_is_no_unretrieved_exception() {
+    // The future is dropped (the task aborted), not cancelled: nobody awaits the handshake any
+    // more, and its failure ("the connection was lost") must not be reported as unretrieved.
+    on_virtual_loop(|lp| async move {
+        let reports = Rc::new(RefCell::new(Vec::<String>::new()));
+        let r2 = reports.clone();
+        lp.set_exception_handler(Some(
+            move |_: &tulipa_loop::EventLoop, ctx: &tulipa_loop::ExceptionContext| {
+                r2.borrow_mut()
+                    .push(format!("{}: {:?}", ctx.message, ctx.error));
+            },
+        ));
+        let id = identity();
+        let ((ct, clog), (_pt, plog)) = plain_socket_pair().await?;
+        let upgrade = spawn_client_upgrade(&ct, &id)?;
+        plog.wait_bytes(1).await?;
+        upgrade.abort();
+        clog.wait_lost().await?;
+        drop(upgrade);
+        drop(ct);
+        for _ in 0..5 {
+            tulipa_futures::sleep(Duration::ZERO).await?;
+        }
+        assert!(reports.borrow().is_empty(), "{:#?}", reports.borrow());
+        Ok(())
+    });
+}
+
 // ---- file descriptors --------------------------------------------------------------------------
 
 fn open_fds() -> usize {

@@ -504,3 +504,32 @@ pub(crate) fn fill(t: &Transport, want: usize, offset: usize) -> usize {
     }
     written
 }
+
+/// A connected TCP pair over 127.0.0.1 whose receiving end already holds all of `data` in its
+/// socket, returned with the sending end (the peer, which the caller keeps open). Wrapping the
+/// receiver in a transport then gives one readiness edge for everything queued, and no further
+/// arrival (no more data, no end of stream) brings another.
+pub(crate) fn queued_tcp_pair(data: &[u8]) -> (std::net::TcpStream, socket2::Socket) {
+    use std::io::Write;
+    use std::net::{SocketAddr, TcpStream};
+    let listener =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    // Room for all of it in the receiver's queue (inherited by the accepted socket).
+    listener
+        .set_recv_buffer_size(4 * data.len() + 64 * 1024)
+        .expect("SO_RCVBUF");
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    listener.bind(&any.into()).expect("bind");
+    listener.listen(1).expect("listen");
+    let addr = listener.local_addr().unwrap().as_socket().unwrap();
+    let mut peer = TcpStream::connect(addr).expect("connect");
+    let (receiver, _) = listener.accept().expect("accept");
+    peer.write_all(data).expect("write");
+    let mut buf = vec![0u8; data.len()];
+    let receiver = std::net::TcpStream::from(receiver);
+    // Bounded by the caller's test bound; the bytes are on their way through loopback.
+    while receiver.peek(&mut buf).expect("peek") < data.len() {
+        std::thread::yield_now();
+    }
+    (peer, receiver.into())
+}

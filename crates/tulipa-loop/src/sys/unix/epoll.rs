@@ -36,7 +36,8 @@ pub(crate) struct Ready {
     pub(crate) fd: RawFd,
     pub(crate) readable: bool,
     pub(crate) writable: bool,
-    /// The peer ended its side or the fd failed: no further edge will come for what is left.
+    /// The peer ended its side, the fd failed, or urgent data came (a read stops at its
+    /// mark): no further edge may come for what is left.
     pub(crate) hangup: bool,
 }
 
@@ -76,7 +77,9 @@ impl Events {
                 fd: data as RawFd,
                 readable: f.intersects(read_flags() | EventFlags::RDHUP),
                 writable: f.intersects(write_flags()),
-                hangup: f.intersects(EventFlags::RDHUP | EventFlags::HUP | EventFlags::ERR),
+                hangup: f.intersects(
+                    EventFlags::RDHUP | EventFlags::HUP | EventFlags::ERR | EventFlags::PRI,
+                ),
             })
         })
     }
